@@ -1,0 +1,41 @@
+"""One analysis round: run the rendered queries against a metric source and judge each metric."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from canaryflow.judge import Measurement, Policy, QueryResult, judge_error_rate, judge_latency
+from canaryflow.spec import ReleaseSpec
+
+
+class MetricSource(Protocol):
+    def query(self, promql: str) -> QueryResult: ...
+
+    def is_online(self) -> bool: ...
+
+
+def policy_for(spec: ReleaseSpec) -> Policy:
+    return Policy(
+        steps=tuple(spec.steps), step_wait_seconds=spec.step_wait_seconds,
+        max_consecutive_errors=spec.max_consecutive_errors, max_hold_seconds=spec.max_hold_seconds,
+    )
+
+
+def measure(source: MetricSource, spec: ReleaseSpec) -> tuple[Measurement, ...]:
+    """Error rate then latency, both gated by the same canary request count."""
+    queries = spec.rendered_queries()
+    requests = source.query(queries["request_count"])
+    return (
+        judge_error_rate(source.query(queries["error_rate"]), requests,
+                         max_error_rate=spec.max_error_rate, min_requests=spec.min_canary_requests),
+        judge_latency(source.query(queries["p95_latency_seconds"]), requests,
+                      max_p95_ms=spec.max_p95_latency_ms, min_requests=spec.min_canary_requests),
+    )
+
+
+def next_pause(*, elapsed: float, wait: float, interval: float) -> float:
+    """Seconds until the next analysis round: every ``interval``, plus one round exactly at the end
+    of the wait so a step never ends on a stale measurement."""
+    if elapsed < wait:
+        return max(0.0, min(interval, wait - elapsed))
+    return interval

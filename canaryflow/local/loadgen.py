@@ -1,0 +1,160 @@
+"""Bounded open-loop load generator.
+
+Requests are issued on a fixed schedule regardless of how fast responses come
+back (open loop), so a slow canary shows up as latency instead of silently
+reducing the offered load. Concurrency is capped: when the cap is reached the
+scheduled request is dropped and counted, which keeps memory bounded against
+a hung backend. The run always ends on its own after ``duration`` seconds or
+``max_requests`` requests, so a forgotten generator cannot run forever.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import signal
+import sys
+import time
+from collections import Counter
+from typing import Optional, Sequence
+
+import httpx
+
+DEFAULT_PATHS = ("/api/orders", "/api/health")
+DEFAULT_CONCURRENCY = 64
+REQUEST_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = REQUEST_TIMEOUT_S + 1
+
+
+async def run_load_async(
+    url: str,
+    rps: float,
+    duration: float,
+    max_requests: Optional[int] = None,
+    paths: Sequence[str] = DEFAULT_PATHS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    stop: Optional[asyncio.Event] = None,
+) -> dict:
+    """Send load to ``url`` and return a summary dict (see :func:`run_load`).
+
+    Setting ``stop`` ends the run early but still drains and summarises it.
+    """
+    if rps <= 0:
+        raise ValueError(f"rps must be > 0, got {rps}")
+    base = url.rstrip("/")
+    statuses: Counter = Counter()
+    latencies: list[float] = []
+    counts = {"sent": 0, "dropped": 0, "transport_errors": 0}
+    slots = asyncio.Semaphore(concurrency)
+    pending: set[asyncio.Task] = set()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def one(client: httpx.AsyncClient, path: str) -> None:
+        t0 = time.perf_counter()
+        try:
+            resp = await client.get(base + path)
+            statuses[resp.status_code] += 1
+            latencies.append(time.perf_counter() - t0)
+        except httpx.HTTPError:
+            counts["transport_errors"] += 1
+        finally:
+            slots.release()
+
+    start = time.monotonic()
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+        for i, path in enumerate(itertools.cycle(paths)):
+            if max_requests is not None and i >= max_requests:
+                break
+            due = start + i / rps
+            if due - start >= duration or (stop is not None and stop.is_set()):
+                break
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                if stop is not None and stop.is_set():
+                    break
+            if slots.locked():
+                counts["dropped"] += 1
+                continue
+            await slots.acquire()
+            counts["sent"] += 1
+            task = asyncio.create_task(one(client, path))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.wait(pending, timeout=DRAIN_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+    elapsed = time.monotonic() - start
+
+    latencies.sort()
+    ok = sum(n for code, n in statuses.items() if code < 500)
+    return {
+        "url": base,
+        "sent": counts["sent"],
+        "ok": ok,
+        "errors": counts["sent"] - ok,
+        "dropped": counts["dropped"],
+        "transport_errors": counts["transport_errors"],
+        "status": {str(code): n for code, n in sorted(statuses.items())},
+        "duration_s": round(elapsed, 3),
+        "achieved_rps": round(counts["sent"] / elapsed, 2) if elapsed else 0.0,
+        "p50_ms": _quantile_ms(latencies, 0.50),
+        "p95_ms": _quantile_ms(latencies, 0.95),
+    }
+
+
+def _quantile_ms(sorted_values: list[float], q: float) -> Optional[float]:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, int(q * len(sorted_values)))
+    return round(sorted_values[index] * 1000, 2)
+
+
+def run_load(
+    url: str,
+    rps: float,
+    duration: float,
+    max_requests: Optional[int] = None,
+    paths: Sequence[str] = DEFAULT_PATHS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> dict:
+    """Blocking wrapper around :func:`run_load_async` for synchronous callers.
+
+    The summary has ``sent``, ``ok`` (status < 500), ``errors`` (5xx plus
+    transport failures), ``dropped`` (skipped at the concurrency cap),
+    ``status`` counts, achieved rate and latency quantiles.
+    """
+    return asyncio.run(run_load_async(url, rps, duration, max_requests, paths, concurrency))
+
+
+async def _run_until_sigterm(**kwargs) -> dict:
+    """Run load, turning SIGTERM into an orderly stop so the summary still prints."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    return await run_load_async(stop=stop, **kwargs)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Send bounded open-loop HTTP load.")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--rps", type=float, required=True)
+    parser.add_argument("--duration", type=float, required=True, help="seconds")
+    parser.add_argument("--max-requests", type=int, default=None)
+    parser.add_argument("--paths", default=",".join(DEFAULT_PATHS), help="comma-separated paths")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY)
+    args = parser.parse_args(argv)
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if not paths:
+        parser.error("--paths must name at least one path")
+    summary = asyncio.run(_run_until_sigterm(
+        url=args.url, rps=args.rps, duration=args.duration, max_requests=args.max_requests,
+        paths=paths, concurrency=args.concurrency))
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""`LocalStack`: the whole local platform as one context manager.
+
+Starts Pushgateway, the controller (running the stable version), Prometheus
+(scraping the services through the controller's file_sd targets file) and a
+load generator, all as real processes on 127.0.0.1 inside one work directory.
+Everything is torn down on exit, including when the with-block raises or is
+interrupted, so test runs never leak processes or ports.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import yaml
+
+from canaryflow.local import procs
+from canaryflow.local.catalog import resolve_catalog_path
+
+READY_TIMEOUT_S = 30.0
+
+
+def find_binary(*names: str) -> str:
+    """First of ``names`` on PATH, or a RuntimeError saying what to install."""
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise RuntimeError(f"none of {', '.join(names)} found on PATH; install Prometheus/Pushgateway")
+
+
+def prometheus_config(*, scrape_interval: str, pushgateway: str, targets_file: Path,
+                      rule_files: Sequence[str | Path] = ()) -> dict:
+    """Prometheus config scraping the Pushgateway and the file_sd service targets."""
+    config = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [
+            {"job_name": "pushgateway", "honor_labels": True,
+             "static_configs": [{"targets": [pushgateway]}]},
+            {"job_name": "services",
+             "file_sd_configs": [{"files": [str(targets_file)], "refresh_interval": "1s"}]},
+        ],
+    }
+    if rule_files:
+        config["rule_files"] = [str(Path(p).resolve()) for p in rule_files]
+    return config
+
+
+def _tail(path: Path, lines: int = 8) -> str:
+    """Last lines of a log file, so start-up errors explain themselves."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _scraping_every_job(response) -> bool:
+    if response.status_code != 200:
+        return False
+    jobs = {t["labels"].get("job") for t in response.json()["data"]["activeTargets"]}
+    return {"pushgateway", "services"} <= jobs
+
+
+class LocalStack:
+    """Run the local platform for the duration of a ``with`` block."""
+
+    def __init__(self, *, service: str = "checkout", stable: str = "v1",
+                 catalog: str | Path | None = None, rps: float = 100,
+                 scrape_interval: str = "1s", workdir: str | Path | None = None,
+                 load_duration: float = 900, rule_files: Sequence[str | Path] = ()) -> None:
+        self.service = service
+        self.stable = stable
+        self.catalog = resolve_catalog_path(catalog)
+        self.rps = rps
+        self.scrape_interval = scrape_interval
+        self.load_duration = load_duration
+        self.rule_files = list(rule_files)
+        self._workdir_arg = workdir
+        self.workdir: Optional[Path] = None
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.prometheus_url = self.pushgateway_url = self.controller_url = ""
+        self._prometheus_port = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self) -> "LocalStack":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start every component in dependency order, waiting for each to be ready."""
+        self.workdir = Path(self._workdir_arg or tempfile.mkdtemp(prefix="canaryflow-stack-")).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        find_binary("prometheus")  # fail before starting anything if it is missing
+        pushgateway_bin = find_binary("prometheus-pushgateway", "pushgateway")
+
+        pg_port = procs.free_port()
+        self.pushgateway_url = f"http://127.0.0.1:{pg_port}"
+        self._start("pushgateway", [pushgateway_bin, f"--web.listen-address=127.0.0.1:{pg_port}",
+                     # Debian's build persists to /var/lib/prometheus by default: keep each stack's own.
+                     f"--persistence.file={self.workdir / 'pushgateway.data'}"],
+                    self.pushgateway_url + "/-/ready")
+
+        ctl_port = procs.free_port()
+        targets = self.workdir / "targets.json"
+        self.controller_url = f"http://127.0.0.1:{ctl_port}"
+        self._start("controller", procs.python_module(
+            "canaryflow.local.controller", "--service", self.service, "--stable", self.stable,
+            "--port", ctl_port, "--catalog", self.catalog, "--targets-file", targets,
+            "--slot-ports", f"{procs.free_port()},{procs.free_port()}",
+            "--log-dir", self.workdir / "services"), self.controller_url + "/-/healthz",
+            env=procs.python_env())
+
+        config = prometheus_config(scrape_interval=self.scrape_interval,
+                                   pushgateway=f"127.0.0.1:{pg_port}", targets_file=targets,
+                                   rule_files=self.rule_files)
+        (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self._prometheus_port = procs.free_port()
+        self.prometheus_url = f"http://127.0.0.1:{self._prometheus_port}"
+        self.start_prometheus()
+
+        if self.rps and self.rps > 0:
+            self.processes["loadgen"] = procs.spawn(procs.python_module(
+                "canaryflow.local.loadgen", "--url", self.controller_url, "--rps", self.rps,
+                "--duration", self.load_duration), log_path=self.workdir / "loadgen.log",
+                env=procs.python_env())
+
+    def _start(self, name: str, args: list, ready_url: str, env=None) -> None:
+        proc = procs.spawn([str(a) for a in args], log_path=self.workdir / f"{name}.log", env=env)
+        self.processes[name] = proc
+        try:
+            procs.wait_http(ready_url, READY_TIMEOUT_S, proc=proc)
+        except (RuntimeError, TimeoutError) as err:
+            log = self.workdir / f"{name}.log"
+            raise RuntimeError(f"{name} failed to start: {err}\n--- tail of {log} ---\n{_tail(log)}") from err
+
+    def stop_prometheus(self) -> None:
+        """Stop Prometheus, keeping its data dir and port for a later restart."""
+        proc = self.processes.pop("prometheus", None)
+        if proc is not None:
+            procs.stop(proc, timeout=10)
+
+    def start_prometheus(self) -> None:
+        """(Re)start Prometheus on the same port and data dir and wait until ready."""
+        if "prometheus" in self.processes:
+            return
+        self._start("prometheus", [
+            find_binary("prometheus"),
+            f"--config.file={self.workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{self._prometheus_port}",
+            "--web.enable-lifecycle",
+        ], self.prometheus_url + "/-/ready")
+        # Ready is not scraping: service discovery hands Prometheus its first targets only after
+        # its 5 s update cycle. Wait for them, or the first seconds of a release see no data.
+        procs.wait_http(self.prometheus_url + "/api/v1/targets", READY_TIMEOUT_S, ok=_scraping_every_job,
+                        proc=self.processes["prometheus"], interval=0.25)
+
+    def close(self) -> None:
+        """Stop every process concurrently; idempotent and safe after a failed start.
+
+        The work directory (logs, Prometheus data) is kept for inspection.
+        """
+        running = list(self.processes.values())
+        self.processes.clear()
+        try:
+            procs.stop_all(running, timeout=10)
+        finally:
+            for proc in running:  # a second pass in case stop_all was interrupted
+                if proc.poll() is None:
+                    procs.stop(proc, timeout=1)

@@ -1,0 +1,68 @@
+"""A real Prefect server (API + UI) on 127.0.0.1, for the demo, the tests and the benchmark.
+
+Runs ``prefect server start`` as a child process with its own ``PREFECT_HOME`` (SQLite), with
+the UI pointed at the same port (otherwise it calls 4200) and analytics off (no network here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from canaryflow.local import procs
+
+START_TIMEOUT_S = 90.0
+
+
+def server_env(*, home: Path, port: int) -> dict[str, str]:
+    api = f"http://127.0.0.1:{port}/api"
+    return procs.python_env({
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_API_URL": api,
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    })
+
+
+class PrefectServer:
+    """``with PrefectServer() as server:`` gives ``server.api_url`` and ``server.ui_url``."""
+
+    def __init__(self, *, port: int | None = None, home: str | Path | None = None) -> None:
+        self.port = port or procs.free_port()
+        self._own_home = home is None
+        self.home = Path(home or tempfile.mkdtemp(prefix="canaryflow-prefect-")).resolve()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.ui_url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> PrefectServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
+        self.process = procs.spawn(
+            [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            log_path=self.home / "server.log", env=server_env(home=self.home, port=self.port))
+        try:
+            procs.wait_http(f"{self.api_url}/health", START_TIMEOUT_S, proc=self.process, interval=0.3)
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            procs.stop(self.process, timeout=10)
+            self.process = None
+
+    def __enter__(self) -> PrefectServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,122 @@
+"""What one release run carries between its steps, and what it reports at the end.
+
+Prefect-free: the flow and its tasks pass a ``ReleaseRun`` around; tests build one directly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from canaryflow.judge import Decision, Measurement, Reason, Round
+from canaryflow.pipeline_metrics import PipelineMetrics
+from canaryflow.platforms.base import Platform
+from canaryflow.prometheus import PrometheusSource
+from canaryflow.spec import ReleaseSpec
+
+
+class ReleaseRolledBack(Exception):
+    """The release was rolled back. ``reason`` is machine-readable, ``explanation`` has the numbers."""
+
+    def __init__(self, reason: str, explanation: str, summary: dict[str, Any] | None = None) -> None:
+        super().__init__(reason, explanation, summary)
+
+    @property
+    def reason(self) -> str:
+        return self.args[0]
+
+    @property
+    def explanation(self) -> str:
+        return self.args[1]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.args[2] or {}
+
+    def __str__(self) -> str:
+        return f"rolled back ({self.reason}): {self.explanation}"
+
+
+@dataclass
+class StepRecord:
+    """One line of the step-by-step summary."""
+
+    stage: str
+    weight: int
+    started: float
+    duration: float = 0.0
+    outcome: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "weight": self.weight, "duration_s": round(self.duration, 2),
+                "outcome": self.outcome, "detail": self.detail}
+
+
+@dataclass
+class ReleaseRun:
+    spec: ReleaseSpec
+    platform: Platform
+    source: PrometheusSource
+    metrics: PipelineMetrics
+    started: float = field(default_factory=time.monotonic)
+    rounds: list[Round] = field(default_factory=list)
+    steps: list[StepRecord] = field(default_factory=list)
+    previous_version: str | None = None
+    decision: Decision | None = None
+
+    @property
+    def lease_seconds(self) -> float:
+        """Long enough to survive a slow analysis round, short enough to undo a crash quickly."""
+        return self.spec.traffic_lease_seconds or max(30.0, 3 * self.spec.analysis_interval_seconds)
+
+    def begin(self, stage: str, weight: int) -> StepRecord:
+        record = StepRecord(stage, weight, time.monotonic())
+        self.steps.append(record)
+        return record
+
+    @staticmethod
+    def end(record: StepRecord, outcome: str, detail: str = "") -> None:
+        record.duration = time.monotonic() - record.started
+        record.outcome, record.detail = outcome, detail
+
+    @contextmanager
+    def stage(self, name: str, weight: int = 0) -> Iterator[StepRecord]:
+        """A named stage of the summary, timed and counted as a task in the pipeline metrics."""
+        record = self.begin(name, weight)
+        with self.metrics.track_task(name.replace(" ", "_")):
+            try:
+                yield record
+            except BaseException as exc:
+                self.end(record, "failed", f"{type(exc).__name__}: {exc}")
+                raise
+        self.end(record, record.outcome or "ok", record.detail)
+
+    def record_round(self, step_index: int, elapsed: float, measurements: tuple[Measurement, ...]) -> Round:
+        round_ = Round(step_index, elapsed, measurements)
+        self.rounds.append(round_)
+        for m in measurements:
+            self.metrics.measurement(metric=m.metric, verdict=m.verdict.value, value=m.value, threshold=m.threshold)
+        return round_
+
+    def summary(self, *, status: str, reason: Reason | str | None = None, explanation: str = "") -> dict[str, Any]:
+        return {
+            "service": self.spec.service, "version": self.spec.version,
+            "environment": self.spec.environment.value, "previous_version": self.previous_version,
+            "status": status, "reason": str(reason) if reason else None, "explanation": explanation,
+            "duration_s": round(time.monotonic() - self.started, 2),
+            "steps": [s.as_dict() for s in self.steps],
+            "measurements": [
+                {"step": r.step_index, "weight": self.spec.steps[r.step_index], "elapsed_s": round(r.elapsed, 1),
+                 "metric": m.metric, "value": m.value, "threshold": m.threshold, "unit": m.unit,
+                 "verdict": m.verdict.value, "requests": m.requests}
+                for r in self.rounds for m in r.measurements
+            ],
+        }
+
+    def close(self) -> None:
+        self.platform.close()
+        self.source.close()

@@ -1,0 +1,29 @@
+"""Where canaryflow finds its surroundings: Prometheus, the Pushgateway, the platform endpoints.
+
+These are properties of the installation, not of one release, so they live apart from the release
+spec and come from the environment (``CANARYFLOW_*``) or an explicit constructor call.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CANARYFLOW_", extra="ignore")
+
+    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_timeout_seconds: float = Field(default=5.0, gt=0)
+    pushgateway_url: str | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    local_controller_url: str = "http://127.0.0.1:8080"
+    grafana_url: str | None = None
+    grafana_token: SecretStr | None = None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,240 @@
+"""The release spec: what to release, where, and how strictly to judge it.
+
+A spec is assembled from three layers, later ones winning: a file (YAML, JSON or TOML), the
+environment (``CANARYFLOW_*``, nested fields with ``__``), then explicit overrides such as CLI flags.
+Validation happens once, on the merged result, so an error names the field as the user wrote it
+and nothing starts until the whole spec is valid.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+
+from canaryflow.errors import ConfigError
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+PROMQL_DURATION = r"^[0-9]+(ms|s|m|h|d)$"
+
+
+class Environment(StrEnum):
+    staging = "staging"
+    production = "production"
+
+
+class Thresholds(BaseModel):
+    """Limits a canary must stay under. A field left out takes the environment's default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_error_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Fraction of 5xx responses, e.g. 0.001 = 0.1%"
+    )
+    max_p95_latency_ms: float | None = Field(default=None, gt=0, description="95th percentile latency in ms")
+
+
+#: Seed thresholds: production is ten times stricter on errors than staging.
+DEFAULT_THRESHOLDS: dict[Environment, Thresholds] = {
+    Environment.production: Thresholds(max_error_rate=0.001, max_p95_latency_ms=200),
+    Environment.staging: Thresholds(max_error_rate=0.01, max_p95_latency_ms=500),
+}
+
+
+class QueryTemplates(BaseModel):
+    """PromQL templates (``string.Template`` syntax) so users can point analysis at their own metrics.
+
+    Placeholders: ``$service``, ``$version``, ``$namespace``, ``$window``. ``$`` keeps PromQL's
+    braces readable, which ``str.format`` would not.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    # ``or vector(0)``: a canary with no 5xx yet has no error series at all, and without it the
+    # ratio would be an empty vector, which is "no data" and could never pass.
+    error_rate: str = (
+        '(sum(rate(http_requests_total{service="$service",version="$version",code=~"5.."}[$window]))'
+        ' or vector(0))'
+        ' / sum(rate(http_requests_total{service="$service",version="$version"}[$window]))'
+    )
+    p95_latency_seconds: str = (
+        "histogram_quantile(0.95, sum by (le) (rate("
+        'http_request_duration_seconds_bucket{service="$service",version="$version"}[$window])))'
+    )
+    request_count: str = 'sum(increase(http_requests_total{service="$service",version="$version"}[$window]))'
+
+    @field_validator("error_rate", "p95_latency_seconds", "request_count")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        allowed = {"service", "version", "namespace", "window"}
+        names = {m.group("named") or m.group("braced") for m in string.Template.pattern.finditer(value)}
+        unknown = sorted(n for n in names if n and n not in allowed)
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {unknown}; allowed: {sorted(allowed)}")
+        return value
+
+    def render(self, *, service: str, version: str, namespace: str, window: str) -> dict[str, str]:
+        values = {"service": service, "version": version, "namespace": namespace, "window": window}
+        return {
+            name: string.Template(getattr(self, name)).substitute(values)
+            for name in ("error_rate", "p95_latency_seconds", "request_count")
+        }
+
+
+class SmokeCheck(BaseModel):
+    """One request sent straight to the canary before it gets any user traffic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(pattern=r"^/")
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    expect_status: int = Field(default=200, ge=100, le=599)
+    max_latency_ms: float = Field(default=1000, gt=0)
+    body_contains: str | None = None
+
+
+class ReleaseSpec(BaseModel):
+    """Everything the release flow needs to know, validated before anything starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str = Field(pattern=NAME_PATTERN, max_length=63)
+    version: str = Field(pattern=VERSION_PATTERN)
+    environment: Environment = Environment.staging
+    platform: Literal["local"] = "local"
+    namespace: str = Field(default="default", pattern=NAME_PATTERN)
+    steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
+    step_wait_seconds: float = Field(default=300, ge=0)
+    analysis_interval_seconds: float = Field(default=30, gt=0)
+    analysis_window: str = Field(default="1m", pattern=PROMQL_DURATION)
+    thresholds: Thresholds | None = None
+    min_canary_requests: int = Field(default=50, ge=1)
+    max_consecutive_errors: int = Field(default=3, ge=1)
+    max_hold_seconds: float = Field(default=120, ge=0)
+    ready_timeout_seconds: float = Field(default=300, gt=0)
+    traffic_lease_seconds: float | None = Field(
+        default=None, gt=0,
+        description="Canary weight reverts to 0 unless renewed within this time (crashed orchestrator). "
+                    "Default: max(30 s, 3 x analysis interval).",
+    )
+    smoke: list[SmokeCheck] = Field(
+        default_factory=lambda: [SmokeCheck(path="/api/health"), SmokeCheck(path="/api/orders")]
+    )
+    queries: QueryTemplates = Field(default_factory=QueryTemplates)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_climb_to_full(cls, steps: list[int]) -> list[int]:
+        if not steps:
+            raise ValueError("at least one step is required")
+        if any(not 1 <= s <= 100 for s in steps):
+            raise ValueError("every step is a canary weight between 1 and 100")
+        if any(b <= a for a, b in zip(steps, steps[1:])):
+            raise ValueError("steps must strictly increase")
+        if steps[-1] != 100:
+            raise ValueError("the last step must be 100 (the canary takes all traffic before promotion)")
+        return steps
+
+    @model_validator(mode="after")
+    def _environment_thresholds(self) -> ReleaseSpec:
+        defaults = DEFAULT_THRESHOLDS[self.environment]
+        given = self.thresholds.model_dump(exclude_none=True) if self.thresholds else {}
+        self.thresholds = defaults.model_copy(update=given)
+        return self
+
+    @property
+    def max_error_rate(self) -> float:
+        assert self.thresholds and self.thresholds.max_error_rate is not None  # filled by the validator
+        return self.thresholds.max_error_rate
+
+    @property
+    def max_p95_latency_ms(self) -> float:
+        assert self.thresholds and self.thresholds.max_p95_latency_ms is not None  # filled by the validator
+        return self.thresholds.max_p95_latency_ms
+
+    def rendered_queries(self) -> dict[str, str]:
+        return self.queries.render(
+            service=self.service, version=self.version, namespace=self.namespace, window=self.analysis_window
+        )
+
+    @property
+    def run_name(self) -> str:
+        return f"release/{self.service}/{self.version}/{self.environment.value}"
+
+
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """Read a spec file by its suffix. Errors name the file, not a parser internals."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read spec file {p}: {exc.strerror}") from None
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif p.suffix == ".json":
+            data = json.loads(text)
+        elif p.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(f"spec file {p} must end in .yaml, .yml, .json or .toml")
+    except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"spec file {p} is not valid: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"spec file {p} must hold a mapping of fields")
+    return data
+
+
+class _SpecFromEnvironment(BaseSettings, ReleaseSpec):
+    """ReleaseSpec's fields as ``CANARYFLOW_*`` variables; only its source is used, never an instance."""
+
+    model_config = SettingsConfigDict(env_prefix="CANARYFLOW_", env_nested_delimiter="__", extra="ignore")
+
+
+def _environment_values() -> dict[str, Any]:
+    """Raw ``CANARYFLOW_*`` values, parsed by pydantic-settings but validated later with the rest."""
+    return EnvSettingsSource(_SpecFromEnvironment)()
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def format_validation_error(exc: ValidationError) -> ConfigError:
+    fields = tuple(".".join(str(p) for p in err["loc"]) or "<spec>" for err in exc.errors())
+    lines = [f"  {f}: {err['msg']}" for f, err in zip(fields, exc.errors())]
+    return ConfigError("invalid release spec:\n" + "\n".join(lines), fields=fields)
+
+
+def load_spec(
+    path: str | Path | None = None, *, overrides: dict[str, Any] | None = None, use_env: bool = True
+) -> ReleaseSpec:
+    """Merge file < environment < overrides and validate once."""
+    data: dict[str, Any] = read_spec_file(path) if path else {}
+    if use_env:
+        data = _deep_merge(data, _environment_values())
+    data = _deep_merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate_spec(data)
+
+
+def validate_spec(data: dict[str, Any] | ReleaseSpec) -> ReleaseSpec:
+    if isinstance(data, ReleaseSpec):
+        return data
+    try:
+        return ReleaseSpec.model_validate(data)
+    except ValidationError as exc:
+        raise format_validation_error(exc) from None

@@ -1,0 +1,123 @@
+"""The canary release, as the runbook reads:
+
+preflight -> deploy -> wait until ready -> smoke test -> for each step: move traffic, analyse
+during the wait -> promote. A FAIL, a failed smoke test or a stuck rollout rolls back: traffic
+to stable first, then the canary goes, and the run ends Failed with the reason and the numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from canaryflow.analysis import next_pause, policy_for
+from canaryflow.errors import RolloutStuck
+from canaryflow.judge import Action, Decision, Reason, decide
+from canaryflow.pipeline_metrics import metrics_for
+from canaryflow.platforms import create as create_platform
+from canaryflow.prometheus import PrometheusSource
+from canaryflow.release import ReleaseRolledBack, ReleaseRun
+from canaryflow.settings import Settings, get_settings
+from canaryflow.spec import ReleaseSpec, validate_spec
+from tasks.analysis import analyse_canary, preflight
+from tasks.platform import deploy_canary, promote_canary, rollback_canary, set_canary_weight, wait_until_ready
+from tasks.smoke import smoke_test
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return validate_spec(flow_run.parameters["spec"]).run_name
+
+
+def _restore_stable(flow: Any, flow_run: Any, state: Any) -> None:
+    """Crash/cancel hook: the process is going away, so put all traffic back on stable now."""
+    spec = validate_spec(flow_run.parameters["spec"])
+    platform = create_platform(spec.platform, settings=get_settings(), service=spec.service)
+    try:
+        platform.rollback()
+    finally:
+        platform.close()
+
+
+@flow(name="canary-release", flow_run_name=_run_name, on_crashed=[_restore_stable],
+      on_cancellation=[_restore_stable])
+def canary_release(spec: ReleaseSpec) -> dict[str, Any]:
+    run = open_release(validate_spec(spec), get_settings())
+    try:
+        preflight(run)
+        run.metrics.release_started()
+        try:
+            deploy_canary(run)
+            try:
+                wait_until_ready(run)
+            except RolloutStuck as exc:
+                abort(run, Reason.ROLLOUT_STUCK, str(exc))
+            report = smoke_test(run)
+            if not report.passed:
+                abort(run, Reason.SMOKE_TEST_FAILED, "; ".join(report.failures()))
+            for index, weight in enumerate(run.spec.steps):
+                set_canary_weight(run, weight)
+                decision = analyse_step(run, index)
+                if decision.action is Action.ROLLBACK:
+                    abort(run, decision.reason, decision.explanation)
+            promote_canary(run)
+        except ReleaseRolledBack:
+            raise
+        except BaseException as exc:  # platform failure, Ctrl-C: never leave traffic split
+            abort(run, Reason.PLATFORM_ERROR, f"{type(exc).__name__}: {exc}", cause=exc)
+        return finish(run)
+    finally:
+        run.close()
+
+
+def open_release(spec: ReleaseSpec, settings: Settings) -> ReleaseRun:
+    metrics = metrics_for(service=spec.service, environment=spec.environment.value,
+                          pushgateway_url=settings.pushgateway_url, metrics_port=settings.metrics_port)
+    source = PrometheusSource(settings.prometheus_url, timeout=settings.prometheus_timeout_seconds,
+                              observer=lambda seconds, outcome: metrics.query("canary_analysis", seconds, outcome))
+    platform = create_platform(spec.platform, settings=settings, service=spec.service)
+    return ReleaseRun(spec=spec, platform=platform, source=source, metrics=metrics)
+
+
+def analyse_step(run: ReleaseRun, index: int) -> Decision:
+    """Measure every analysis interval during the step's wait (and after it, until a PASS or the
+    hold limit); stop as soon as the judge decides anything but hold."""
+    weight, policy = run.spec.steps[index], policy_for(run.spec)
+    record = run.begin(f"step {index + 1}/{len(run.spec.steps)}", weight)
+    started = time.monotonic()
+    while True:
+        round_ = analyse_canary(run, index, weight, started)
+        decision = decide(policy, step_index=index, elapsed=round_.elapsed, rounds=run.rounds)
+        if decision.action is not Action.HOLD:
+            run.end(record, decision.action.value, decision.explanation)
+            return decision
+        run.platform.set_weight(weight, lease_seconds=run.lease_seconds)  # renew the lease
+        time.sleep(next_pause(elapsed=time.monotonic() - started, wait=run.spec.step_wait_seconds,
+                              interval=run.spec.analysis_interval_seconds))
+
+
+def abort(run: ReleaseRun, reason: Reason, explanation: str, cause: BaseException | None = None) -> None:
+    """Roll back, record why, and end the run Failed with the reason."""
+    record = run.begin("rollback", 0)
+    try:
+        rollback_canary(run, reason.value)
+        run.end(record, "rolled_back", explanation)
+    except Exception as exc:  # the platform lease still returns traffic to stable
+        run.end(record, "rollback_failed", f"{type(exc).__name__}: {exc}")
+        get_run_logger().error("rollback failed (%s); the traffic lease returns users to stable", exc)
+    run.metrics.release_finished(status="rolled_back", duration=time.monotonic() - run.started, reason=reason.value)
+    run.metrics.push()
+    get_run_logger().error("release of %s %s rolled back: %s — %s", run.spec.service, run.spec.version,
+                           reason.value, explanation)
+    summary = run.summary(status="rolled_back", reason=reason, explanation=explanation)
+    raise ReleaseRolledBack(reason.value, explanation, summary) from cause
+
+
+def finish(run: ReleaseRun) -> dict[str, Any]:
+    run.metrics.release_finished(status="success", duration=time.monotonic() - run.started)
+    run.metrics.push()
+    get_run_logger().info("release of %s %s promoted", run.spec.service, run.spec.version)
+    return run.summary(status="promoted", reason=Reason.ANALYSIS_PASSED)

@@ -1,0 +1,41 @@
+"""Metric checks: the preflight and one analysis round."""
+
+from __future__ import annotations
+
+import time
+
+from prefect import get_run_logger, task
+
+from canaryflow.errors import PreflightError
+from canaryflow.judge import Round, Verdict
+from canaryflow.analysis import measure
+from canaryflow.release import ReleaseRun
+from tasks.common import PLAIN_TASK
+
+
+@task(name="preflight", **PLAIN_TASK)
+def preflight(run: ReleaseRun) -> None:
+    """Refuse to start unless metrics can be read and the platform knows the service. Changes nothing."""
+    with run.metrics.track_task("preflight"):
+        source = run.source
+        if not source.is_online():
+            raise PreflightError(f"Prometheus at {source.url} is not ready (/-/ready)")
+        sample = source.query("vector(1)")
+        if sample.error or sample.value != 1:
+            raise PreflightError(f"Prometheus at {source.url} failed a sample query: {sample.error or sample.value}")
+        run.previous_version = run.platform.stable_version()
+        if run.previous_version == run.spec.version:
+            raise PreflightError(f"{run.spec.service} already runs {run.spec.version}")
+        get_run_logger().info("preflight ok: Prometheus ready, %s runs %s", run.spec.service, run.previous_version)
+
+
+@task(name="analyse-canary", task_run_name="analyse-canary-{weight}pct", **PLAIN_TASK)
+def analyse_canary(run: ReleaseRun, step_index: int, weight: int, step_started: float) -> Round:
+    with run.metrics.track_task("analyse_canary"):
+        measurements = measure(run.source, run.spec)
+        round_ = run.record_round(step_index, time.monotonic() - step_started, measurements)
+        log = get_run_logger()
+        for m in measurements:
+            level = log.warning if m.verdict in (Verdict.FAIL, Verdict.ERROR) else log.info
+            level("[%d%%] %s %s: %s", weight, m.metric, m.verdict.value, m.detail)
+        return round_

@@ -1,0 +1,58 @@
+"""End-to-end fixtures: a fresh local platform (real processes, real Prometheus and Pushgateway)
+per test, wired to the release flow through the environment as a deployment would be."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from canaryflow.local.stack import LocalStack
+
+#: Short waits so a release takes seconds; production thresholds so one error is a breach.
+FAST_SPEC: dict[str, Any] = {
+    "service": "checkout", "environment": "production", "steps": [10, 50, 100],
+    "step_wait_seconds": 4, "analysis_interval_seconds": 1, "analysis_window": "10s",
+    "min_canary_requests": 20, "max_consecutive_errors": 3, "max_hold_seconds": 20,
+    "ready_timeout_seconds": 10,
+}
+
+
+@pytest.fixture
+def stack(tmp_path, monkeypatch) -> Iterator[LocalStack]:
+    with LocalStack(service="checkout", stable="v1", rps=100, workdir=tmp_path / "stack") as s:
+        monkeypatch.setenv("CANARYFLOW_PROMETHEUS_URL", s.prometheus_url)
+        monkeypatch.setenv("CANARYFLOW_PUSHGATEWAY_URL", s.pushgateway_url)
+        monkeypatch.setenv("CANARYFLOW_LOCAL_CONTROLLER_URL", s.controller_url)
+        yield s
+
+
+def controller_state(stack: LocalStack) -> dict[str, Any]:
+    return httpx.get(f"{stack.controller_url}/-/state", timeout=5).json()
+
+
+def weights_seen(state: dict[str, Any]) -> list[int]:
+    """Canary weights in the order the proxy applied them, lease renewals folded."""
+    seen: list[int] = []
+    for entry in state["history"]:
+        if not seen or seen[-1] != entry["canary_weight"]:
+            seen.append(entry["canary_weight"])
+    return seen
+
+
+def prom_value(stack: LocalStack, promql: str, *, timeout: float = 15,
+               until: Callable[[float], bool] = lambda v: True) -> float:
+    """Poll the real Prometheus until ``promql`` has a value satisfying ``until``."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        result = body["data"]["result"]
+        if result:
+            last = float(result[0]["value"][1])
+            if until(last):
+                return last
+        time.sleep(0.5)
+    raise AssertionError(f"{promql} never satisfied the condition (last value {last})")

@@ -1,0 +1,166 @@
+"""End-to-end: a real canary release on the embedded local platform.
+
+One stack (Prometheus, Pushgateway, controller, load generator) is shared by
+the module to keep the run short; each test leaves no canary behind.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from canaryflow.local.stack import LocalStack
+
+
+def alive(pid: int) -> bool:
+    """True for a running process; zombies count as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with LocalStack(rps=50, workdir=tmp_path_factory.mktemp("stack")) as s:
+        yield s
+
+
+@pytest.fixture
+def admin(stack):
+    with httpx.Client(base_url=stack.controller_url + "/-", timeout=10) as client:
+        yield client
+        client.post("/rollback")
+
+
+def state(admin) -> dict:
+    return admin.get("/state").json()
+
+
+def deploy_ready(admin, version: str) -> dict:
+    resp = admin.post("/canary", json={"version": version})
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["version"] == version
+    return wait_for(lambda: (state(admin)["canary"] or {}).get("ready") and state(admin)["canary"],
+                    15, what=f"canary {version} ready")
+
+
+def prom_query(stack, query: str) -> list:
+    resp = httpx.get(stack.prometheus_url + "/api/v1/query", params={"query": query}, timeout=5)
+    resp.raise_for_status()
+    return resp.json()["data"]["result"]
+
+
+def test_canary_split_and_promote(stack, admin):
+    old_stable = state(admin)["stable"]
+    assert old_stable["version"] == "v1" and old_stable["ready"]
+    deploy_ready(admin, "v2")
+
+    resp = admin.put("/weights", json={"canary_weight": 50, "lease_seconds": None})
+    assert resp.status_code == 200, resp.text
+    before = state(admin)["routed"]
+    time.sleep(1.0)
+    after = state(admin)["routed"]
+    to_stable = after["stable"] - before["stable"]
+    to_canary = after["canary"] - before["canary"]
+    assert to_canary >= 20 and abs(to_stable - to_canary) <= 1
+
+    wait_for(lambda: prom_query(stack, 'http_requests_total{version="v2"}'), 12, 0.5,
+             "Prometheus to see v2 requests")
+
+    promoted = admin.post("/promote").json()
+    assert promoted["stable"]["version"] == "v2"
+    assert promoted["canary"] is None and promoted["canary_weight"] == 0
+    assert promoted["history"][-1]["reason"] == "promote"
+    assert not alive(old_stable["pid"])
+    assert httpx.get(stack.controller_url + "/api/orders").json()["version"] == "v2"
+
+
+def test_rollback_stops_canary(admin):
+    canary = deploy_ready(admin, "v3-errors")
+    assert admin.put("/weights", json={"canary_weight": 10}).status_code == 200
+    result = admin.post("/rollback").json()
+    assert result["canary"] is None and result["canary_weight"] == 0
+    assert result["history"][-1]["reason"] == "rollback"
+    assert not alive(canary["pid"])
+    assert admin.post("/rollback").status_code == 200  # idempotent
+    assert admin.post("/promote").status_code == 409
+
+
+def test_lease_expiry_reverts_weight(admin):
+    deploy_ready(admin, "v1" if state(admin)["stable"]["version"] != "v1" else "v2")
+    resp = admin.put("/weights", json={"canary_weight": 20, "lease_seconds": 0.8})
+    assert resp.json()["lease_expires_at"] is not None
+    expired = wait_for(lambda: state(admin)["canary_weight"] == 0 and state(admin), 5,
+                       what="lease expiry")
+    assert expired["history"][-1]["reason"] == "lease_expired"
+    assert expired["lease_expires_at"] is None
+
+
+def test_crashing_version_reports_exit_code(admin):
+    assert admin.post("/canary", json={"version": "v3-crash"}).status_code == 201
+    wait_for(lambda: (state(admin)["canary"] or {}).get("exit_code") == 3, 10,
+             what="crash exit code")
+    resp = admin.put("/weights", json={"canary_weight": 10})
+    assert resp.status_code == 409 and "not ready" in resp.json()["error"]
+
+
+def test_bad_requests_rejected(admin):
+    resp = admin.post("/canary", json={"version": "nope"})
+    assert resp.status_code == 400 and "v3-crash" in resp.json()["error"]
+    stable = state(admin)["stable"]["version"]
+    assert admin.post("/canary", json={"version": stable}).status_code == 400
+    assert admin.put("/weights", json={"canary_weight": 101}).status_code == 400
+    assert admin.put("/weights", json={"canary_weight": 5}).status_code == 409
+
+
+def test_fault_profile_applies_to_canary(admin):
+    canary = deploy_ready(admin, "v3-smoke-broken")
+    assert httpx.get(canary["url"] + "/api/health").status_code == 503
+    assert httpx.get(canary["url"] + "/api/orders").status_code == 200
+
+
+def test_prometheus_restart_keeps_working(stack):
+    stack.stop_prometheus()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(stack.prometheus_url + "/-/ready", timeout=1)
+    stack.start_prometheus()
+    assert httpx.get(stack.prometheus_url + "/-/ready").status_code == 200
+
+
+def test_close_leaves_no_processes(stack):
+    s = httpx.get(stack.controller_url + "/-/state").json()
+    pids = [p.pid for p in stack.processes.values()]
+    pids += [t["pid"] for t in (s["stable"], s["canary"]) if t]
+    assert len(pids) >= 5
+    stack.close()
+    assert [pid for pid in pids if alive(pid)] == []
+
+
+def test_exception_inside_block_cleans_up(tmp_path):
+    pids = []
+    with pytest.raises(RuntimeError, match="boom"):
+        with LocalStack(rps=5, workdir=tmp_path) as s:
+            pids += [p.pid for p in s.processes.values()]
+            pids.append(httpx.get(s.controller_url + "/-/state").json()["stable"]["pid"])
+            raise RuntimeError("boom")
+    assert len(pids) == 5
+    assert [pid for pid in pids if alive(pid)] == []

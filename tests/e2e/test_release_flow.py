@@ -1,0 +1,117 @@
+"""The real release flow against the real local platform, Prometheus and Pushgateway."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from canaryflow.release import ReleaseRolledBack
+from flows.release import canary_release
+from tests.e2e.conftest import FAST_SPEC, controller_state, prom_value, weights_seen
+
+pytestmark = pytest.mark.e2e
+
+
+def release(version: str, **changes):
+    state = canary_release({**FAST_SPEC, "version": version, **changes}, return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+def assert_rolled_back_to_stable(stack, outcome, reason: str) -> None:
+    assert isinstance(outcome, ReleaseRolledBack), outcome
+    assert outcome.reason == reason
+    state = controller_state(stack)
+    assert state["canary_weight"] == 0
+    assert state["canary"] is None
+    assert state["stable"]["version"] == "v1"
+    assert state["history"][-1]["reason"] == "rollback"
+    prom_value(stack, f'deployment_rollback_total{{service="checkout",reason="{reason}"}}', until=lambda v: v >= 1)
+    prom_value(stack, 'deployment_total{service="checkout",status="rolled_back"}', until=lambda v: v >= 1)
+
+
+def test_healthy_version_is_promoted_through_every_step(stack, prefect_server):
+    state, summary = release("v2")
+    assert state.is_completed(), state.message
+    assert summary["status"] == "promoted"
+    proxy = controller_state(stack)
+    assert weights_seen(proxy) == [10, 50, 100, 0]
+    assert proxy["history"][-1]["reason"] == "promote"
+    assert proxy["stable"]["version"] == "v2" and proxy["canary"] is None
+    passed = [m for m in summary["measurements"] if m["verdict"] == "PASS"]
+    assert {m["weight"] for m in passed} == {10, 50, 100}
+    prom_value(stack, 'deployment_total{service="checkout",status="success"}', until=lambda v: v >= 1)
+    prom_value(stack, 'smoke_test_total{service="checkout",result="passed"}', until=lambda v: v >= 1)
+    prom_value(stack, 'canary_analysis_threshold{service="checkout",metric="error_rate"}',
+               until=lambda v: v == pytest.approx(0.001))
+    prom_value(stack, 'canaryflow_task_runs_total{task="promote",outcome="success"}', until=lambda v: v >= 1)
+
+
+def test_five_percent_errors_roll_back_in_the_first_step(stack, prefect_server):
+    state, outcome = release("v3-errors")
+    assert state.is_failed()
+    assert_rolled_back_to_stable(stack, outcome, "high_error_rate")
+    assert max(weights_seen(controller_state(stack))) == 10
+    assert "> 0.10%" in outcome.explanation and "at 10% canary" in outcome.explanation
+    failed = [m for m in outcome.summary["measurements"] if m["verdict"] == "FAIL"]
+    assert failed and all(m["metric"] == "error_rate" and m["value"] > 0.001 for m in failed)
+
+
+def test_slow_version_rolls_back_for_latency(stack, prefect_server):
+    state, outcome = release("v3-slow", smoke=[{"path": "/api/health", "max_latency_ms": 5000}])
+    assert state.is_failed()
+    assert_rolled_back_to_stable(stack, outcome, "high_latency")
+    assert "> 200 ms" in outcome.explanation
+
+
+def test_smoke_failure_rolls_back_before_any_user_traffic(stack, prefect_server):
+    state, outcome = release("v3-smoke-broken")
+    assert state.is_failed()
+    assert_rolled_back_to_stable(stack, outcome, "smoke_test_failed")
+    assert "/api/health: status 503" in outcome.explanation
+    proxy = controller_state(stack)
+    assert proxy["routed"]["canary"] == 0
+    assert max(weights_seen(proxy)) == 0
+    prom_value(stack, 'smoke_test_total{service="checkout",result="failed"}', until=lambda v: v >= 1)
+
+
+@pytest.mark.parametrize("version", ["v3-crash", "v3-never-ready"])
+def test_a_canary_that_never_gets_ready_is_rollout_stuck(stack, prefect_server, version):
+    state, outcome = release(version, ready_timeout_seconds=3)
+    assert state.is_failed()
+    assert_rolled_back_to_stable(stack, outcome, "rollout_stuck")
+    assert controller_state(stack)["routed"]["canary"] == 0
+
+
+def test_prometheus_lost_mid_canary_never_promotes(stack, prefect_server):
+    def stop_prometheus_at_first_step() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and controller_state(stack)["canary_weight"] != 10:
+            time.sleep(0.2)
+        stack.stop_prometheus()
+
+    killer = threading.Thread(target=stop_prometheus_at_first_step, daemon=True)
+    killer.start()
+    state, outcome = release("v2", step_wait_seconds=8)
+    killer.join()
+    assert state.is_failed()
+    assert isinstance(outcome, ReleaseRolledBack) and outcome.reason == "metrics_unavailable"
+    assert "cannot reach" in outcome.explanation
+    proxy = controller_state(stack)
+    assert max(weights_seen(proxy)) == 10 and proxy["canary_weight"] == 0
+    assert proxy["stable"]["version"] == "v1"
+    stack.start_prometheus()  # the Pushgateway kept the pipeline metrics meanwhile
+    prom_value(stack, 'deployment_rollback_total{service="checkout",reason="metrics_unavailable"}',
+               until=lambda v: v >= 1, timeout=20)
+    prom_value(stack, 'prometheus_query_total{service="checkout",result="failed"}', until=lambda v: v >= 3,
+               timeout=20)
+
+
+def test_counters_accumulate_across_releases(stack, prefect_server):
+    release("v3-errors")
+    release("v3-smoke-broken")
+    release("v3-errors")
+    prom_value(stack, 'deployment_total{service="checkout",status="rolled_back"}', until=lambda v: v == 3)
+    prom_value(stack, 'deployment_rollback_total{service="checkout",reason="high_error_rate"}',
+               until=lambda v: v == 2)

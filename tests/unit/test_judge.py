@@ -1,0 +1,193 @@
+"""Every verdict and every rule of ``decide``, in the order of its precedence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from canaryflow.judge import (
+    PRECEDENCE, Action, Measurement, Policy, QueryResult, Reason, Round, Verdict, decide, judge_error_rate,
+    judge_latency,
+)
+
+ENOUGH = QueryResult(500.0)
+POLICY = Policy(steps=(10, 50, 100), step_wait_seconds=60, max_consecutive_errors=3, max_hold_seconds=30)
+
+
+def m(metric: str, verdict: Verdict, value: float | None = None) -> Measurement:
+    return Measurement(metric, verdict, value, 1.0, "x", 500, f"{metric} {verdict}")
+
+
+PASS = (m("error_rate", Verdict.PASS, 0.0), m("p95_latency", Verdict.PASS, 40))
+ERROR = (m("error_rate", Verdict.ERROR), m("p95_latency", Verdict.ERROR))
+INCONCLUSIVE = (m("error_rate", Verdict.INCONCLUSIVE), m("p95_latency", Verdict.INCONCLUSIVE))
+
+
+# -- verdicts ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [None, math.nan, math.inf, -math.inf])
+def test_no_data_is_inconclusive_never_pass(raw):
+    result = judge_error_rate(QueryResult(raw), ENOUGH, max_error_rate=0.01, min_requests=10)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "no data" in result.detail
+
+
+def test_too_few_requests_is_inconclusive_even_with_a_bad_value():
+    result = judge_error_rate(QueryResult(0.5), QueryResult(9.0), max_error_rate=0.01, min_requests=10)
+    assert result.verdict is Verdict.INCONCLUSIVE
+    assert "9 < 10" in result.detail
+
+
+@pytest.mark.parametrize("count", [QueryResult(None), QueryResult(math.nan)])
+def test_missing_request_count_is_inconclusive(count):
+    result = judge_latency(QueryResult(0.1), count, max_p95_ms=200, min_requests=10)
+    assert result.verdict is Verdict.INCONCLUSIVE
+
+
+@pytest.mark.parametrize("failing", ["value", "count"])
+def test_source_error_is_error(failing):
+    bad = QueryResult(error="cannot reach http://prom")
+    value, count = (bad, ENOUGH) if failing == "value" else (QueryResult(0.0), bad)
+    result = judge_error_rate(value, count, max_error_rate=0.01, min_requests=10)
+    assert result.verdict is Verdict.ERROR
+    assert "cannot reach" in result.detail
+
+
+def test_error_rate_pass_and_fail_at_the_boundary():
+    at = judge_error_rate(QueryResult(0.01), ENOUGH, max_error_rate=0.01, min_requests=10)
+    above = judge_error_rate(QueryResult(0.0101), ENOUGH, max_error_rate=0.01, min_requests=10)
+    assert at.verdict is Verdict.PASS and above.verdict is Verdict.FAIL
+    assert "1.01% > 1.00% over 500 requests" in above.detail
+
+
+def test_latency_is_judged_in_milliseconds():
+    slow = judge_latency(QueryResult(0.75), ENOUGH, max_p95_ms=500, min_requests=10)
+    fast = judge_latency(QueryResult(0.05), ENOUGH, max_p95_ms=500, min_requests=10)
+    assert (slow.verdict, slow.value) == (Verdict.FAIL, 750.0)
+    assert "750 ms > 500 ms" in slow.detail
+    assert fast.verdict is Verdict.PASS and fast.value == pytest.approx(50.0)
+
+
+# -- decide, rule by rule ------------------------------------------------------------------------
+
+def test_precedence_is_written_down():
+    assert len(PRECEDENCE) == 7 and PRECEDENCE[0].startswith("1.")
+
+
+@pytest.mark.parametrize("signal", [Reason.SMOKE_TEST_FAILED, Reason.ROLLOUT_STUCK, Reason.MANUAL, Reason.ALERT])
+def test_rule1_signal_beats_a_passing_analysis(signal):
+    d = decide(POLICY, step_index=0, elapsed=100, rounds=[Round(0, 100, PASS)], signal=signal)
+    assert (d.action, d.reason) == (Action.ROLLBACK, signal)
+
+
+def test_rule2_any_fail_rolls_back_even_before_the_wait_ends():
+    rounds = [Round(0, 5, (m("error_rate", Verdict.FAIL, 0.05), m("p95_latency", Verdict.PASS)))]
+    d = decide(POLICY, step_index=0, elapsed=5, rounds=rounds)
+    assert (d.action, d.reason) == (Action.ROLLBACK, Reason.HIGH_ERROR_RATE)
+    assert d.evidence[0].value == 0.05
+
+
+def test_rule2_error_rate_names_the_rollback_when_both_fail():
+    rounds = [Round(0, 5, (m("p95_latency", Verdict.FAIL, 900), m("error_rate", Verdict.FAIL, 0.2)))]
+    assert decide(POLICY, step_index=0, elapsed=5, rounds=rounds).reason is Reason.HIGH_ERROR_RATE
+
+
+def test_rule2_latency_fail():
+    rounds = [Round(0, 5, (m("error_rate", Verdict.PASS), m("p95_latency", Verdict.FAIL, 900)))]
+    assert decide(POLICY, step_index=0, elapsed=5, rounds=rounds).reason is Reason.HIGH_LATENCY
+
+
+def test_rule2_a_fail_earlier_in_history_is_not_forgotten():
+    rounds = [Round(0, 5, (m("error_rate", Verdict.FAIL, 0.2),)), Round(0, 70, PASS)]
+    assert decide(POLICY, step_index=0, elapsed=70, rounds=rounds).action is Action.ROLLBACK
+
+
+def test_rule2_fail_beats_metrics_unavailable():
+    rounds = [Round(0, 1, ERROR), Round(0, 2, ERROR), Round(0, 3, (m("error_rate", Verdict.FAIL, 0.3),
+                                                                   m("p95_latency", Verdict.ERROR)))]
+    assert decide(POLICY, step_index=0, elapsed=3, rounds=rounds).reason is Reason.HIGH_ERROR_RATE
+
+
+def test_rule3_consecutive_errors_roll_back_before_the_wait_ends():
+    rounds = [Round(0, t, ERROR) for t in (1, 2, 3)]
+    d = decide(POLICY, step_index=0, elapsed=3, rounds=rounds)
+    assert (d.action, d.reason) == (Action.ROLLBACK, Reason.METRICS_UNAVAILABLE)
+
+
+def test_rule3_errors_must_be_consecutive():
+    rounds = [Round(0, 1, ERROR), Round(0, 2, ERROR), Round(0, 3, INCONCLUSIVE), Round(0, 4, ERROR)]
+    assert decide(POLICY, step_index=0, elapsed=4, rounds=rounds).action is Action.HOLD
+
+
+def test_rule3_counts_across_steps():
+    rounds = [Round(0, 60, PASS), Round(0, 61, ERROR), Round(1, 0, ERROR), Round(1, 1, ERROR)]
+    assert decide(POLICY, step_index=1, elapsed=1, rounds=rounds).reason is Reason.METRICS_UNAVAILABLE
+
+
+def test_rule4_hold_during_the_wait_even_when_passing():
+    d = decide(POLICY, step_index=0, elapsed=59, rounds=[Round(0, 59, PASS)])
+    assert (d.action, d.reason) == (Action.HOLD, Reason.WAITING)
+
+
+def test_rule5_advance_after_a_pass_at_the_end_of_the_wait():
+    d = decide(POLICY, step_index=0, elapsed=60, rounds=[Round(0, 60, PASS)])
+    assert (d.action, d.reason) == (Action.ADVANCE, Reason.ANALYSIS_PASSED)
+
+
+def test_rule5_promote_after_the_last_step():
+    d = decide(POLICY, step_index=2, elapsed=60, rounds=[Round(2, 60, PASS)])
+    assert d.action is Action.PROMOTE
+
+
+def test_rule5_a_pass_from_the_previous_step_does_not_count():
+    rounds = [Round(0, 60, PASS)]
+    d = decide(POLICY, step_index=1, elapsed=60, rounds=rounds)
+    assert d.action is Action.HOLD and d.reason is Reason.AWAITING_PASS
+
+
+def test_rule5_only_the_latest_round_counts():
+    rounds = [Round(0, 50, PASS), Round(0, 60, INCONCLUSIVE)]
+    assert decide(POLICY, step_index=0, elapsed=60, rounds=rounds).action is Action.HOLD
+
+
+def test_rule5_a_partial_pass_is_not_a_pass():
+    rounds = [Round(0, 60, (m("error_rate", Verdict.PASS), m("p95_latency", Verdict.INCONCLUSIVE)))]
+    assert decide(POLICY, step_index=0, elapsed=60, rounds=rounds).action is Action.HOLD
+
+
+def test_rule5_an_empty_round_is_not_a_pass():
+    assert decide(POLICY, step_index=0, elapsed=60, rounds=[Round(0, 60, ())]).action is Action.HOLD
+
+
+def test_rule6_no_pass_within_the_hold_limit_is_insufficient_data():
+    d = decide(POLICY, step_index=0, elapsed=90, rounds=[Round(0, 90, INCONCLUSIVE)])
+    assert (d.action, d.reason) == (Action.ROLLBACK, Reason.INSUFFICIENT_DATA)
+
+
+def test_rule6_with_a_recent_error_is_metrics_unavailable():
+    rounds = [Round(0, 89, INCONCLUSIVE), Round(0, 90, ERROR)]
+    d = decide(POLICY, step_index=0, elapsed=90, rounds=rounds)
+    assert (d.action, d.reason) == (Action.ROLLBACK, Reason.METRICS_UNAVAILABLE)
+
+
+def test_rule6_with_no_round_at_all():
+    assert decide(POLICY, step_index=0, elapsed=90, rounds=[]).reason is Reason.INSUFFICIENT_DATA
+
+
+def test_rule7_hold_after_the_wait_until_a_pass():
+    d = decide(POLICY, step_index=0, elapsed=75, rounds=[Round(0, 75, INCONCLUSIVE)])
+    assert (d.action, d.reason) == (Action.HOLD, Reason.AWAITING_PASS)
+
+
+def test_zero_wait_still_needs_a_pass():
+    policy = Policy(steps=(100,), step_wait_seconds=0, max_consecutive_errors=3, max_hold_seconds=10)
+    assert decide(policy, step_index=0, elapsed=0, rounds=[Round(0, 0, INCONCLUSIVE)]).action is Action.HOLD
+    assert decide(policy, step_index=0, elapsed=0, rounds=[Round(0, 0, PASS)]).action is Action.PROMOTE
+
+
+def test_explanations_carry_the_numbers():
+    rounds = [Round(0, 5, (Measurement("error_rate", Verdict.FAIL, 0.052, 0.01, "ratio", 412,
+                                       "error_rate 5.20% > 1.00% over 412 requests"),))]
+    d = decide(POLICY, step_index=0, elapsed=5, rounds=rounds)
+    assert "5.20% > 1.00% over 412 requests at 10% canary" in d.explanation

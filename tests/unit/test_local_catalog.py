@@ -1,0 +1,71 @@
+"""Catalogue validation: typos and unknown versions must fail loudly."""
+
+import random
+
+import pytest
+
+from canaryflow.local.catalog import (
+    CatalogError,
+    LatencySpec,
+    UnknownVersionError,
+    load_catalog,
+    parse_catalog,
+)
+
+
+def test_default_catalog_has_expected_versions():
+    catalog = load_catalog()
+    assert catalog.service == "checkout"
+    assert {"v1", "v2", "v3-errors", "v3-slow", "v3-smoke-broken",
+            "v3-never-ready", "v3-crash"} <= set(catalog.versions)
+    assert catalog.version("v3-errors").error_rate == 0.05
+    assert catalog.version("v3-crash").crash_on_start is True
+    assert catalog.version("v3-smoke-broken").faults["/api/health"].status == 503
+    assert catalog.version("v3-never-ready").readiness_delay_s == 3600
+
+
+def test_unknown_field_is_named():
+    with pytest.raises(CatalogError, match="eror_rate"):
+        parse_catalog({"versions": {"v9": {"eror_rate": 0.1}}})
+
+
+def test_unknown_nested_field_is_named():
+    with pytest.raises(CatalogError, match="p99"):
+        parse_catalog({"versions": {"v9": {"latency_ms": {"p50": 1, "p95": 2, "p99": 3}}}})
+
+
+@pytest.mark.parametrize("spec", [
+    {"error_rate": 1.5},
+    {"latency_ms": {"p50": 50, "p95": 10}},
+    {"faults": {"api/x": {"status": 500}}},
+    {"readiness_delay_s": -1},
+])
+def test_invalid_values_rejected(spec):
+    with pytest.raises(CatalogError):
+        parse_catalog({"versions": {"bad": spec}})
+
+
+def test_unknown_version_lists_known_ones():
+    catalog = parse_catalog({"versions": {"a": {}, "b": {}}})
+    with pytest.raises(UnknownVersionError) as info:
+        catalog.version("zzz")
+    assert "zzz" in str(info.value) and "a, b" in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, KeyError)
+
+
+def test_load_catalog_from_file(tmp_path):
+    path = tmp_path / "cat.yaml"
+    path.write_text("service: shop\nversions:\n  x: {error_rate: 0.5}\n")
+    catalog = load_catalog(path)
+    assert catalog.service == "shop" and catalog.version("x").error_rate == 0.5
+    path.write_text("versions:\n  x: {bogus: 1}\n")
+    with pytest.raises(CatalogError, match="bogus"):
+        load_catalog(path)
+
+
+def test_latency_fit_matches_quantiles():
+    spec = LatencySpec(p50=20, p95=45)
+    rng = random.Random(7)
+    samples = sorted(spec.sample_seconds(rng) * 1000 for _ in range(20000))
+    assert samples[10000] == pytest.approx(20, rel=0.05)
+    assert samples[19000] == pytest.approx(45, rel=0.07)

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import pytest
+
+from canaryflow.errors import ConfigError
+from canaryflow.spec import Environment, ReleaseSpec, load_spec, validate_spec
+
+BASE = {"service": "checkout", "version": "v2"}
+
+
+def test_defaults_follow_the_seed():
+    spec = validate_spec(BASE)
+    assert spec.steps == [10, 50, 100]
+    assert spec.step_wait_seconds == 300
+    assert spec.environment is Environment.staging
+    assert (spec.max_error_rate, spec.max_p95_latency_ms) == (0.01, 500)
+
+
+def test_production_is_stricter():
+    spec = validate_spec({**BASE, "environment": "production"})
+    assert (spec.max_error_rate, spec.max_p95_latency_ms) == (0.001, 200)
+
+
+def test_a_partial_threshold_keeps_the_other_default():
+    spec = validate_spec({**BASE, "environment": "production", "thresholds": {"max_p95_latency_ms": 300}})
+    assert (spec.max_error_rate, spec.max_p95_latency_ms) == (0.001, 300)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("steps", [50, 10, 100]), ("steps", [10, 50]), ("steps", [0, 100]), ("steps", []),
+    ("environment", "prod"), ("step_wait_seconds", -1), ("analysis_window", "5 minutes"),
+    ("service", "Check_Out"), ("min_canary_requests", 0), ("platform", "mars"),
+])
+def test_invalid_fields_are_named(field, value):
+    with pytest.raises(ConfigError) as err:
+        validate_spec({**BASE, field: value})
+    assert field in err.value.fields
+    assert field in str(err.value)
+
+
+def test_nested_fields_are_named_with_their_path():
+    with pytest.raises(ConfigError) as err:
+        validate_spec({**BASE, "thresholds": {"max_error_rate": 5}, "smoke": [{"path": "no-slash"}]})
+    assert set(err.value.fields) == {"thresholds.max_error_rate", "smoke.0.path"}
+
+
+def test_unknown_fields_are_rejected():
+    with pytest.raises(ConfigError) as err:
+        validate_spec({**BASE, "stepz": [10]})
+    assert err.value.fields == ("stepz",)
+
+
+def test_query_placeholders_are_checked():
+    with pytest.raises(ConfigError) as err:
+        validate_spec({**BASE, "queries": {"error_rate": "rate(x{svc='$svc'}[$window])"}})
+    assert "queries.error_rate" in err.value.fields and "svc" in str(err.value)
+
+
+def test_queries_render_with_the_release_values():
+    spec = validate_spec({**BASE, "analysis_window": "30s"})
+    q = spec.rendered_queries()
+    assert 'version="v2"' in q["error_rate"] and "[30s]" in q["error_rate"]
+    assert q["p95_latency_seconds"].startswith("histogram_quantile(0.95,")
+
+
+def test_layers_merge_file_then_environment_then_overrides(tmp_path, monkeypatch):
+    spec_file = tmp_path / "release.yaml"
+    spec_file.write_text("service: checkout\nversion: v1\nstep_wait_seconds: 10\n"
+                         "thresholds: {max_error_rate: 0.02}\n")
+    monkeypatch.setenv("CANARYFLOW_STEP_WAIT_SECONDS", "20")
+    monkeypatch.setenv("CANARYFLOW_THRESHOLDS__MAX_P95_LATENCY_MS", "250")
+    spec = load_spec(spec_file, overrides={"version": "v9", "environment": None})
+    assert (spec.version, spec.step_wait_seconds) == ("v9", 20)
+    assert (spec.max_error_rate, spec.max_p95_latency_ms) == (0.02, 250)
+
+
+@pytest.mark.parametrize("suffix,text", [(".json", '{"service": "a", "version": "1"}'),
+                                         (".toml", 'service = "a"\nversion = "1"\n')])
+def test_json_and_toml_files(tmp_path, suffix, text):
+    path = tmp_path / f"spec{suffix}"
+    path.write_text(text)
+    assert load_spec(path, use_env=False).service == "a"
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("bad.yaml", "service: [unclosed", "not valid"), ("list.yaml", "- a\n- b\n", "mapping"),
+    ("spec.ini", "x=1", "must end in"), ("missing.yaml", None, "cannot read"),
+])
+def test_bad_files_say_what_is_wrong(tmp_path, name, text, message):
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_spec(path, use_env=False)
+
+
+def test_run_name():
+    assert ReleaseSpec(**BASE).run_name == "release/checkout/v2/staging"
