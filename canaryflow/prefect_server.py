@@ -35,9 +35,9 @@ def server_env(*, home: Path, port: int) -> dict[str, str]:
 class PrefectServer:
     """``with PrefectServer() as server:`` gives ``server.api_url`` and ``server.ui_url``."""
 
-    def __init__(self, *, port: int | None = None, home: str | Path | None = None) -> None:
+    def __init__(self, *, port: int | None = None, home: str | Path | None = None, detached: bool = False) -> None:
         self.port = port or procs.free_port()
-        self._own_home = home is None
+        self.detached = detached  # outlive this process, so the UI stays up after the demo
         self.home = Path(home or tempfile.mkdtemp(prefix="canaryflow-prefect-")).resolve()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.ui_url = f"http://127.0.0.1:{self.port}"
@@ -48,7 +48,10 @@ class PrefectServer:
         prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
         self.process = procs.spawn(
             [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            log_path=self.home / "server.log", env=server_env(home=self.home, port=self.port))
+            log_path=self.home / "server.log", env=server_env(home=self.home, port=self.port),
+            die_with_parent=not self.detached)
+        if self.detached:
+            (self.home / "server.pid").write_text(str(self.process.pid))
         try:
             procs.wait_http(f"{self.api_url}/health", START_TIMEOUT_S, proc=self.process, interval=0.3)
         except (RuntimeError, TimeoutError):

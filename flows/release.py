@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import Failed
 
 from canaryflow.analysis import next_pause, policy_for
 from canaryflow.errors import RolloutStuck
@@ -69,6 +70,10 @@ def canary_release(spec: ReleaseSpec) -> dict[str, Any]:
         except BaseException as exc:  # platform failure, Ctrl-C: never leave traffic split
             abort(run, Reason.PLATFORM_ERROR, f"{type(exc).__name__}: {exc}", cause=exc)
         return finish(run)
+    except ReleaseRolledBack as rolled_back:  # an answer, not a crash: Failed, with the reason
+        if isinstance(rolled_back.__cause__, (KeyboardInterrupt, SystemExit)):
+            raise rolled_back.__cause__  # rolled back; now let the interrupt through
+        return Failed(message=str(rolled_back), data=rolled_back)
     finally:
         run.close()
 

@@ -17,9 +17,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
     with PrefectServer(home=tmp_path_factory.mktemp("prefect-home")) as server:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server
-            from prefect.logging.handlers import APILogHandler
+            from prefect.logging.handlers import APILogWorker
 
-            APILogHandler.flush()  # send the last run logs while the server is still up
+            APILogWorker.drain_all(timeout=5)  # send the last run logs while the server is still up
 
 
 @pytest.fixture(autouse=True)

@@ -69,8 +69,9 @@ def spawn(
     log_path: str | Path,
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[str | Path] = None,
+    die_with_parent: bool = True,
 ) -> subprocess.Popen:
-    """Start ``args`` in a new session, dying with us, logging to ``log_path``."""
+    """Start ``args`` in a new session, dying with us (unless told not to), logging to ``log_path``."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -82,7 +83,7 @@ def spawn(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_death_signal_preexec(os.getpid()),
+            preexec_fn=_death_signal_preexec(os.getpid()) if die_with_parent else None,
         )
 
 

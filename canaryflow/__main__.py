@@ -1,0 +1,3 @@
+from canaryflow.cli import app
+
+app(prog_name="canaryflow")

@@ -1,0 +1,234 @@
+"""The ``canaryflow`` command line.
+
+``release`` runs one canary release; ``demo`` shows a good and a bad release end to end on the
+embedded local platform; ``local`` starts that platform on its own so any version of the
+catalogue can be released by name. Exit codes: 0 promoted, 1 rolled back or failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from canaryflow.errors import CanaryflowError, ConfigError
+from canaryflow.spec import ReleaseSpec, load_spec
+
+app = typer.Typer(help="Canary releases as Prefect flows, judged by Prometheus.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+local_app = typer.Typer(help="The embedded local platform (real processes on 127.0.0.1).", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+console = Console()
+
+DEMO_UI_PORT = 4200
+DEMO_HOME = Path(os.environ.get("CANARYFLOW_HOME", Path.home() / ".canaryflow"))
+
+
+def _steps(value: Optional[str]) -> Optional[list[int]]:
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter("steps are comma-separated integers, e.g. 10,50,100") from None
+
+
+def run_release(spec: ReleaseSpec) -> tuple[bool, dict[str, Any], str | None]:
+    """Run the flow in this process; returns (promoted, summary, flow run id)."""
+    from canaryflow.release import ReleaseRolledBack
+    from flows.release import canary_release
+
+    state = canary_release(spec, return_state=True)
+    result = state.result(raise_on_failure=False)
+    run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
+    if isinstance(result, ReleaseRolledBack):
+        return False, result.summary, run_id
+    if isinstance(result, BaseException):
+        raise result
+    return True, result, run_id
+
+
+@app.command()
+def release(
+    spec_file: Annotated[Optional[Path], typer.Option("--spec", "-f", help="Release spec (YAML, JSON or TOML).")] = None,
+    service: Annotated[Optional[str], typer.Option(help="Service to release.")] = None,
+    version: Annotated[Optional[str], typer.Option(help="New version.")] = None,
+    environment: Annotated[Optional[str], typer.Option(help="staging | production")] = None,
+    platform: Annotated[Optional[str], typer.Option(help="Platform name (local).")] = None,
+    steps: Annotated[Optional[str], typer.Option(help="Canary weights, e.g. 10,50,100.")] = None,
+    wait: Annotated[Optional[float], typer.Option(help="Seconds per step.")] = None,
+    interval: Annotated[Optional[float], typer.Option(help="Seconds between analysis rounds.")] = None,
+    window: Annotated[Optional[str], typer.Option(help="PromQL range window, e.g. 1m.")] = None,
+    min_requests: Annotated[Optional[int], typer.Option(help="Canary requests needed for a verdict.")] = None,
+) -> None:
+    """Release a new version: flags override CANARYFLOW_* variables, which override the spec file."""
+    try:
+        spec = load_spec(spec_file, overrides={
+            "service": service, "version": version, "environment": environment, "platform": platform,
+            "steps": _steps(steps), "step_wait_seconds": wait, "analysis_interval_seconds": interval,
+            "analysis_window": window, "min_canary_requests": min_requests,
+        })
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    _release_and_report(spec)
+
+
+def _release_and_report(spec: ReleaseSpec) -> bool:
+    from canaryflow.report import print_summary
+
+    try:
+        promoted, summary, _ = run_release(spec)
+    except CanaryflowError as exc:
+        console.print(f"[red]release did not start: {exc}[/red]")
+        raise typer.Exit(1) from None
+    print_summary(console, summary)
+    return promoted
+
+
+@local_app.command("versions")
+def local_versions(catalog: Annotated[Optional[Path], typer.Option(help="Version catalogue file.")] = None) -> None:
+    """List the versions of the catalogue and how each behaves."""
+    from canaryflow.local.catalog import load_catalog
+
+    cat = load_catalog(catalog)
+    for name in cat.names():
+        console.print(f"[bold]{name}[/bold]: {cat.version(name).model_dump(exclude_defaults=True)}")
+
+
+@local_app.command("up")
+def local_up(
+    stable: Annotated[str, typer.Option(help="Version running as stable.")] = "v1",
+    rps: Annotated[float, typer.Option(help="Load generator requests per second.")] = 50,
+    catalog: Annotated[Optional[Path], typer.Option(help="Version catalogue file.")] = None,
+    duration: Annotated[float, typer.Option(help="Stop by itself after this many seconds.")] = 3600,
+) -> None:
+    """Run the local platform until Ctrl-C; prints the variables that point releases at it."""
+    from canaryflow.local.stack import LocalStack
+
+    with LocalStack(stable=stable, rps=rps, catalog=catalog, load_duration=duration) as stack:
+        console.print("[green]local platform up[/green]; in another shell:")
+        console.print(f"  export CANARYFLOW_PROMETHEUS_URL={stack.prometheus_url}")
+        console.print(f"  export CANARYFLOW_PUSHGATEWAY_URL={stack.pushgateway_url}")
+        console.print(f"  export CANARYFLOW_LOCAL_CONTROLLER_URL={stack.controller_url}")
+        console.print("  canaryflow release --service checkout --version v2 --wait 10 --interval 2 --window 15s")
+        try:
+            time.sleep(duration)
+        except KeyboardInterrupt:
+            console.print("stopping")
+
+
+def _point_at(stack: Any) -> None:
+    from canaryflow.settings import get_settings
+
+    os.environ["CANARYFLOW_PROMETHEUS_URL"] = stack.prometheus_url
+    os.environ["CANARYFLOW_PUSHGATEWAY_URL"] = stack.pushgateway_url
+    os.environ["CANARYFLOW_LOCAL_CONTROLLER_URL"] = stack.controller_url
+    get_settings.cache_clear()
+
+
+def demo_spec(version: str, *, wait: float, interval: float) -> ReleaseSpec:
+    return load_spec(overrides={
+        "service": "checkout", "version": version, "environment": "staging", "step_wait_seconds": wait,
+        "analysis_interval_seconds": interval, "analysis_window": "15s", "min_canary_requests": 30,
+        "max_hold_seconds": 30, "ready_timeout_seconds": 20,
+    }, use_env=False)
+
+
+@local_app.command("release")
+def local_release(
+    version: Annotated[str, typer.Argument(help="A version name from the catalogue, e.g. v3-slow.")],
+    stable: Annotated[str, typer.Option(help="Version running as stable.")] = "v1",
+    catalog: Annotated[Optional[Path], typer.Option(help="Version catalogue file.")] = None,
+    wait: Annotated[float, typer.Option(help="Seconds per step.")] = 8,
+    interval: Annotated[float, typer.Option(help="Seconds between analysis rounds.")] = 1,
+) -> None:
+    """Start the local platform, release VERSION with short waits, report, and stop everything."""
+    from canaryflow.local.stack import LocalStack
+
+    with LocalStack(stable=stable, rps=100, catalog=catalog) as stack:
+        _point_at(stack)
+        promoted = _release_and_report(demo_spec(version, wait=wait, interval=interval))
+    raise typer.Exit(0 if promoted else 1)
+
+
+def _ensure_prefect_ui() -> str:
+    """Use PREFECT_API_URL if set; else the UI on 127.0.0.1:4200, started (and left running) if needed."""
+    import httpx
+
+    from canaryflow.prefect_server import PrefectServer
+
+    if os.environ.get("PREFECT_API_URL"):
+        return os.environ["PREFECT_API_URL"].removesuffix("/api")
+    ui = f"http://127.0.0.1:{DEMO_UI_PORT}"
+    try:
+        httpx.get(f"{ui}/api/health", timeout=2).raise_for_status()
+    except httpx.HTTPError:
+        console.print(f"[dim]starting the Prefect server and UI on {ui} ...[/dim]")
+        PrefectServer(port=DEMO_UI_PORT, home=DEMO_HOME / "prefect", detached=True).start()
+    os.environ["PREFECT_API_URL"] = f"{ui}/api"
+    return ui
+
+
+@app.command()
+def demo(
+    wait: Annotated[float, typer.Option(help="Seconds per canary step.")] = 8,
+    interval: Annotated[float, typer.Option(help="Seconds between analysis rounds.")] = 1,
+) -> None:
+    """Release a healthy version (promoted), then a bad one (rolled back), on the local platform."""
+    from canaryflow.local.stack import LocalStack
+    from canaryflow.report import print_summary
+
+    started = time.monotonic()
+    ui = _ensure_prefect_ui()
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    results = []
+    with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
+        console.rule("starting the local platform: Prometheus, Pushgateway, proxy, checkout v1, load")
+        with LocalStack(stable="v1", rps=100) as stack:
+            _point_at(stack)
+            for version, expect in (("v2", "healthy: should be promoted"), ("v3-errors", "5% errors: should roll back")):
+                console.rule(f"release checkout {version} ({expect})")
+                results.append((version, *run_release(demo_spec(version, wait=wait, interval=interval))))
+    console.rule("summary")
+    for version, promoted, summary, run_id in results:
+        print_summary(console, summary)
+        if run_id:
+            console.print(f"  Prefect UI: {ui}/runs/flow-run/{run_id}\n", soft_wrap=True)
+    console.print(f"demo finished in {time.monotonic() - started:.0f}s; the Prefect UI stays up at {ui} "
+                  f"(stop it with: canaryflow ui-stop)", soft_wrap=True)
+    expected = [True, False]
+    if [promoted for _, promoted, _, _ in results] != expected:
+        console.print("[red]the demo did not end as expected[/red]")
+        raise typer.Exit(1)
+
+
+@app.command("ui-stop")
+def ui_stop() -> None:
+    """Stop the Prefect server the demo left running."""
+    import signal
+
+    pid_file = DEMO_HOME / "prefect" / "server.pid"
+    if not pid_file.exists():
+        console.print("no Prefect server started by the demo")
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.killpg(pid, signal.SIGTERM)
+        console.print(f"stopped the Prefect server (pid {pid})")
+    except ProcessLookupError:
+        console.print("the Prefect server was not running")
+    pid_file.unlink()
+
+
+def main() -> None:  # pragma: no cover - console script
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,246 @@
+"""LocalPlatform, the release flow's client of the local controller, against an emulated admin API."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+
+from canaryflow.errors import PlatformError, RolloutStuck
+from canaryflow.platforms.local import LocalPlatform
+from prefect.states import Completed, Failed
+from tasks.common import only_transient
+
+BASE = "http://controller.test"
+
+
+class FakeController:
+    """Just enough of ``canaryflow.local.controller``'s admin API, recording every request."""
+
+    def __init__(self, *, service: str = "checkout") -> None:
+        self.service = service
+        self.stable: dict[str, Any] | None = {"version": "v1", "url": "http://127.0.0.1:9001", "pid": 1,
+                                               "ready": True, "exit_code": None}
+        self.canary: dict[str, Any] | None = None
+        self.weight = 0
+        self.requests: list[tuple[str, str, Any]] = []
+        self.polls_until_ready: int | None = 0  # None: never ready
+        self.fail_with: tuple[int, Any] | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {"service": self.service, "stable": self.stable, "canary": self.canary,
+                "canary_weight": self.weight, "lease_expires_at": None, "routed": {"stable": 0, "canary": 0},
+                "history": []}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else None
+        self.requests.append((request.method, request.url.path, body))
+        if self.fail_with is not None:
+            status, content = self.fail_with
+            if isinstance(content, dict):
+                return httpx.Response(status, json=content)
+            return httpx.Response(status, text=content)
+        route = (request.method, request.url.path)
+        if route == ("GET", "/-/state"):
+            if self.canary is not None and not self.canary["ready"] and self.canary["exit_code"] is None:
+                if self.polls_until_ready is not None:
+                    if self.polls_until_ready <= 0:
+                        self.canary["ready"] = True
+                    self.polls_until_ready -= 1
+            return httpx.Response(200, json=self.state())
+        if route == ("POST", "/-/canary"):
+            self.canary = {"version": body["version"], "url": "http://127.0.0.1:9002", "pid": 2,
+                           "ready": False, "exit_code": None}
+            return httpx.Response(201, json=self.canary)
+        if route == ("PUT", "/-/weights"):
+            if body["canary_weight"] > 0 and self.canary is None:
+                return httpx.Response(409, json={"error": "no canary deployed"})
+            self.weight = body["canary_weight"]
+            return httpx.Response(200, json=self.state())
+        if route == ("POST", "/-/promote"):
+            self.stable, self.canary, self.weight = {**self.canary, "ready": True}, None, 0
+            return httpx.Response(200, json=self.state())
+        if route == ("POST", "/-/rollback"):
+            self.canary, self.weight = None, 0
+            return httpx.Response(200, json=self.state())
+        return httpx.Response(404, json={"error": f"no admin endpoint {request.url.path}"})
+
+
+@pytest.fixture
+def controller() -> FakeController:
+    return FakeController()
+
+
+@pytest.fixture
+def platform(controller):
+    p = LocalPlatform(BASE + "/", service="checkout", transport=httpx.MockTransport(controller), poll_interval=0.01)
+    yield p
+    p.close()
+
+
+# -- the happy path ----------------------------------------------------------------------------------
+
+def test_release_calls_hit_the_admin_api(platform, controller):
+    assert platform.stable_version() == "v1"
+    platform.deploy("v2")
+    platform.wait_ready(timeout=1)
+    assert platform.canary_url() == "http://127.0.0.1:9002"
+    platform.set_weight(10, lease_seconds=30)
+    assert platform.get_weight() == 10
+    platform.promote()
+    assert platform.stable_version() == "v2"
+    writes = [(m, p, b) for m, p, b in controller.requests if m != "GET"]
+    assert writes == [
+        ("POST", "/-/canary", {"version": "v2"}),
+        ("PUT", "/-/weights", {"canary_weight": 10, "lease_seconds": 30}),
+        ("POST", "/-/promote", None),
+    ]
+
+
+def test_set_weight_without_lease_sends_null(platform, controller):
+    platform.deploy("v2")
+    platform.set_weight(0)
+    assert controller.requests[-1] == ("PUT", "/-/weights", {"canary_weight": 0, "lease_seconds": None})
+
+
+def test_rollback(platform, controller):
+    platform.deploy("v2")
+    platform.set_weight(50)
+    platform.rollback()
+    assert controller.canary is None and platform.get_weight() == 0
+    with pytest.raises(PlatformError, match="no canary is deployed") as info:
+        platform.canary_url()
+    assert info.value.operation == "canary_url"
+
+
+# -- wait_ready -----------------------------------------------------------------------------------------
+
+def test_wait_ready_returns_once_the_canary_is_ready(platform, controller):
+    controller.polls_until_ready = 3
+    platform.deploy("v2")
+    platform.wait_ready(timeout=5)
+    assert controller.canary["ready"] is True
+    polls = [r for r in controller.requests if r[:2] == ("GET", "/-/state")]
+    assert len(polls) == 4
+
+
+def test_wait_ready_raises_at_once_when_the_canary_exited(platform, controller):
+    controller.polls_until_ready = None
+    platform.deploy("v3-crash")
+    controller.canary["exit_code"] = 3
+    started = time.monotonic()
+    with pytest.raises(RolloutStuck, match="v3-crash exited with code 3") as info:
+        platform.wait_ready(timeout=30)
+    assert time.monotonic() - started < 1
+    assert info.value.transient is False and info.value.operation == "wait_ready"
+    assert len([r for r in controller.requests if r[0] == "GET"]) == 1
+
+
+def test_wait_ready_raises_after_the_timeout_when_never_ready(platform, controller):
+    controller.polls_until_ready = None
+    platform.deploy("v3-never-ready")
+    started = time.monotonic()
+    with pytest.raises(RolloutStuck, match="not ready after"):
+        platform.wait_ready(timeout=0.1)
+    elapsed = time.monotonic() - started
+    assert 0.1 <= elapsed < 2
+    assert len([r for r in controller.requests if r[0] == "GET"]) >= 3  # it polled, at poll_interval
+
+
+def test_wait_ready_without_a_canary_is_stuck(platform):
+    with pytest.raises(RolloutStuck, match="no canary is deployed"):
+        platform.wait_ready(timeout=1)
+
+
+# -- errors -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_server_errors_are_transient(platform, controller, status):
+    controller.fail_with = (status, {"error": "controller overloaded"})
+    with pytest.raises(PlatformError) as info:
+        platform.deploy("v2")
+    assert info.value.transient is True
+    assert info.value.operation == "deploy"
+    assert f"HTTP {status}: controller overloaded" in str(info.value)
+
+
+@pytest.mark.parametrize("status, message", [
+    (400, "unknown version 'v9'"),
+    (409, "canary 'v2' is not ready (exit_code=None)"),
+])
+def test_client_errors_are_permanent_and_carry_the_server_message(platform, controller, status, message):
+    controller.fail_with = (status, {"error": message})
+    with pytest.raises(PlatformError) as info:
+        platform.set_weight(10, lease_seconds=30)
+    assert info.value.transient is False
+    assert info.value.operation == "set_weight"
+    assert str(info.value) == f"set_weight: HTTP {status}: {message}"
+
+
+def test_an_error_without_json_keeps_the_body_text(platform, controller):
+    controller.fail_with = (502, "Bad Gateway from a proxy")
+    with pytest.raises(PlatformError, match="HTTP 502: Bad Gateway from a proxy") as info:
+        platform.promote()
+    assert info.value.transient is True
+
+
+def test_real_controller_conflict_is_permanent(platform):
+    with pytest.raises(PlatformError, match="HTTP 409: no canary deployed") as info:
+        platform.set_weight(10)
+    assert info.value.transient is False
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
+def test_connection_errors_are_transient(error):
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error
+
+    platform = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(handler))
+    try:
+        with pytest.raises(PlatformError) as info:
+            platform.rollback()
+    finally:
+        platform.close()
+    assert info.value.transient is True
+    assert info.value.operation == "rollback"
+    assert f"local controller at {BASE} unreachable ({type(error).__name__})" in str(info.value)
+
+
+def test_a_controller_for_another_service_is_refused(controller):
+    controller.service = "payments"
+    platform = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(controller))
+    try:
+        with pytest.raises(PlatformError, match="controller serves 'payments', not 'checkout'") as info:
+            platform.stable_version()
+        with pytest.raises(PlatformError, match="controller serves 'payments'"):
+            platform.wait_ready(timeout=1)
+    finally:
+        platform.close()
+    assert info.value.transient is False
+    assert info.value.operation == "get_state"
+
+
+# -- tasks.common.only_transient ------------------------------------------------------------------------
+
+def _failed_with(exc: BaseException):
+    return Failed(data=exc)
+
+
+@pytest.mark.parametrize("exc, retry", [
+    (PlatformError("HTTP 503: busy", operation="deploy", transient=True), True),
+    (PlatformError("HTTP 400: bad", operation="deploy", transient=False), False),
+    (RolloutStuck("canary v2 not ready after 3s"), False),
+    (ValueError("a bug"), False),
+    (TimeoutError("slow"), False),
+])
+def test_only_transient_retries_transient_platform_errors_only(exc, retry):
+    task, task_run = SimpleNamespace(name="deploy-canary"), SimpleNamespace(name="deploy-canary-0")
+    assert only_transient(task, task_run, _failed_with(exc)) is retry
+
+
+def test_only_transient_does_not_retry_a_non_exception_result():
+    assert only_transient(None, None, Completed(data=42)) is False
