@@ -14,6 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from canaryflow.errors import CanaryflowError, ConfigError
 from canaryflow.spec import ReleaseSpec, load_spec
@@ -73,7 +74,7 @@ def release(
             "analysis_window": window, "min_canary_requests": min_requests,
         })
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
     _release_and_report(spec)
 
@@ -84,7 +85,7 @@ def _release_and_report(spec: ReleaseSpec) -> bool:
     try:
         promoted, summary, _ = run_release(spec)
     except CanaryflowError as exc:
-        console.print(f"[red]release did not start: {exc}[/red]")
+        console.print(f"[red]release did not start: {escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     print_summary(console, summary)
     return promoted
@@ -96,8 +97,9 @@ def local_versions(catalog: Annotated[Optional[Path], typer.Option(help="Version
     from canaryflow.local.catalog import load_catalog
 
     cat = load_catalog(catalog)
-    for name in cat.names():
-        console.print(f"[bold]{name}[/bold]: {cat.version(name).model_dump(exclude_defaults=True)}")
+    for name in cat.names:
+        behaviour = cat.version(name).model_dump(exclude_defaults=True) or "healthy defaults"
+        console.print(f"[bold]{name}[/bold]: {escape(str(behaviour))}")
 
 
 @local_app.command("up")

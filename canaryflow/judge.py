@@ -42,6 +42,7 @@ class Reason(StrEnum):
     METRICS_UNAVAILABLE = "metrics_unavailable"
     INSUFFICIENT_DATA = "insufficient_data"
     PLATFORM_ERROR = "platform_error"
+    INTERRUPTED = "interrupted"  # the orchestrator was stopped (SIGTERM, Ctrl-C) mid-release
     MANUAL = "manual"
     ALERT = "alert"
     # Reasons to go on.

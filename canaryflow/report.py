@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 OUTCOME_STYLE = {"ok": "green", "passed": "green", "advance": "green", "promote": "bold green",
@@ -25,13 +26,13 @@ def summary_table(summary: dict[str, Any]) -> Table:
     for step in summary["steps"]:
         style = OUTCOME_STYLE.get(step["outcome"], "")
         table.add_row(step["stage"], f"{step['weight']}%", f"{step['duration_s']:.1f}s",
-                      f"[{style}]{step['outcome']}[/{style}]" if style else step["outcome"], step["detail"])
+                      f"[{style}]{step['outcome']}[/{style}]" if style else step["outcome"], escape(step["detail"]))
     return table
 
 
 def print_summary(console: Console, summary: dict[str, Any]) -> None:
     console.print(summary_table(summary))
     if summary["status"] != "promoted":
-        console.print(f"[bold red]reason:[/bold red] {summary['reason']} — {summary['explanation']}")
+        console.print(f"[bold red]reason:[/bold red] {summary['reason']} — {escape(summary['explanation'])}")
     rounds = len({(m["step"], m["elapsed_s"]) for m in summary["measurements"]})
     console.print(f"[dim]{rounds} analysis rounds, {len(summary['measurements'])} measurements[/dim]")

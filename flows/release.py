@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.exceptions import ExternalSignal
 from prefect.states import Failed
 
 from canaryflow.analysis import next_pause, policy_for
@@ -25,6 +26,14 @@ from canaryflow.spec import ReleaseSpec, validate_spec
 from tasks.analysis import analyse_canary, preflight
 from tasks.platform import deploy_canary, promote_canary, rollback_canary, set_canary_weight, wait_until_ready
 from tasks.smoke import smoke_test
+
+
+#: The orchestrator itself is going away: roll back, then let the signal end the run (Crashed).
+INTERRUPTIONS = (KeyboardInterrupt, SystemExit, ExternalSignal)
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _run_name() -> str:
@@ -67,12 +76,13 @@ def canary_release(spec: ReleaseSpec) -> dict[str, Any]:
             promote_canary(run)
         except ReleaseRolledBack:
             raise
-        except BaseException as exc:  # platform failure, Ctrl-C: never leave traffic split
-            abort(run, Reason.PLATFORM_ERROR, f"{type(exc).__name__}: {exc}", cause=exc)
+        except BaseException as exc:  # platform failure or interruption: never leave traffic split
+            reason = Reason.INTERRUPTED if isinstance(exc, INTERRUPTIONS) else Reason.PLATFORM_ERROR
+            abort(run, reason, describe(exc), cause=exc)
         return finish(run)
     except ReleaseRolledBack as rolled_back:  # an answer, not a crash: Failed, with the reason
-        if isinstance(rolled_back.__cause__, (KeyboardInterrupt, SystemExit)):
-            raise rolled_back.__cause__  # rolled back; now let the interrupt through
+        if isinstance(rolled_back.__cause__, INTERRUPTIONS):
+            raise rolled_back.__cause__  # rolled back; now the run ends Crashed as it should
         return Failed(message=str(rolled_back), data=rolled_back)
     finally:
         run.close()

@@ -115,3 +115,14 @@ def test_counters_accumulate_across_releases(stack, prefect_server):
     prom_value(stack, 'deployment_total{service="checkout",status="rolled_back"}', until=lambda v: v == 3)
     prom_value(stack, 'deployment_rollback_total{service="checkout",reason="high_error_rate"}',
                until=lambda v: v == 2)
+
+
+def test_unreachable_prometheus_at_preflight_changes_nothing(stack, prefect_server, monkeypatch):
+    from canaryflow.errors import PreflightError
+
+    monkeypatch.setenv("CANARYFLOW_PROMETHEUS_URL", "http://127.0.0.1:9")  # nothing listens there
+    state, outcome = release("v2")
+    assert state.is_failed()
+    assert isinstance(outcome, PreflightError) and "not ready" in str(outcome)
+    proxy = controller_state(stack)
+    assert proxy["canary"] is None and proxy["history"] == []
