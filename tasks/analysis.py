@@ -7,8 +7,8 @@ import time
 from prefect import get_run_logger, task
 
 from canaryflow.errors import PreflightError
-from canaryflow.judge import Round, Verdict
 from canaryflow.analysis import measure
+from canaryflow.judge import Round, Verdict
 from canaryflow.release import ReleaseRun
 from tasks.common import PLAIN_TASK
 
@@ -17,16 +17,24 @@ from tasks.common import PLAIN_TASK
 def preflight(run: ReleaseRun) -> None:
     """Refuse to start unless metrics can be read and the platform knows the service. Changes nothing."""
     with run.metrics.track_task("preflight"):
-        source = run.source
-        if not source.is_online():
-            raise PreflightError(f"Prometheus at {source.url} is not ready (/-/ready)")
-        sample = source.query("vector(1)")
-        if sample.error or sample.value != 1:
-            raise PreflightError(f"Prometheus at {source.url} failed a sample query: {sample.error or sample.value}")
-        run.previous_version = run.platform.stable_version()
-        if run.previous_version == run.spec.version:
-            raise PreflightError(f"{run.spec.service} already runs {run.spec.version}")
+        try:
+            check_preconditions(run)
+        except Exception:  # counted as a release that failed to start: deployment_total{status="failed"}
+            run.metrics.release_finished(status="failed", duration=time.monotonic() - run.started)
+            raise
         get_run_logger().info("preflight ok: Prometheus ready, %s runs %s", run.spec.service, run.previous_version)
+
+
+def check_preconditions(run: ReleaseRun) -> None:
+    source = run.source
+    if not source.is_online():
+        raise PreflightError(f"Prometheus at {source.url} is not ready (/-/ready)")
+    sample = source.query("vector(1)")
+    if sample.error or sample.value != 1:
+        raise PreflightError(f"Prometheus at {source.url} failed a sample query: {sample.error or sample.value}")
+    run.previous_version = run.platform.stable_version()
+    if run.previous_version == run.spec.version:
+        raise PreflightError(f"{run.spec.service} already runs {run.spec.version}")
 
 
 @task(name="analyse-canary", task_run_name="analyse-canary-{weight}pct", **PLAIN_TASK)

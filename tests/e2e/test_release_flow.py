@@ -126,3 +126,5 @@ def test_unreachable_prometheus_at_preflight_changes_nothing(stack, prefect_serv
     assert isinstance(outcome, PreflightError) and "not ready" in str(outcome)
     proxy = controller_state(stack)
     assert proxy["canary"] is None and proxy["history"] == []
+    prom_value(stack, 'deployment_total{service="checkout",status="failed"}', until=lambda v: v == 1)
+    prom_value(stack, 'canaryflow_task_runs_total{task="preflight",outcome="failed"}', until=lambda v: v == 1)
