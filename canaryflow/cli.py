@@ -8,6 +8,7 @@ catalogue can be released by name. Exit codes: 0 promoted, 1 rolled back or fail
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -202,8 +203,9 @@ def demo(
         print_summary(console, summary)
         if run_id:
             console.print(f"  Prefect UI: {ui}/runs/flow-run/{run_id}\n", soft_wrap=True)
+    command = sys.argv[0] if sys.argv[0].endswith("canaryflow") else "canaryflow"
     console.print(f"demo finished in {time.monotonic() - started:.0f}s; the Prefect UI stays up at {ui} "
-                  f"(stop it with: canaryflow ui-stop)", soft_wrap=True)
+                  f"(stop it with: {command} ui-stop)", soft_wrap=True)
     expected = [True, False]
     if [promoted for _, promoted, _, _ in results] != expected:
         console.print("[red]the demo did not end as expected[/red]")
