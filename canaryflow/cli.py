@@ -66,13 +66,17 @@ def release(
     interval: Annotated[Optional[float], typer.Option(help="Seconds between analysis rounds.")] = None,
     window: Annotated[Optional[str], typer.Option(help="PromQL range window, e.g. 1m.")] = None,
     min_requests: Annotated[Optional[int], typer.Option(help="Canary requests needed for a verdict.")] = None,
+    max_error_rate: Annotated[Optional[float], typer.Option(help="Error-rate threshold, e.g. 0.001.")] = None,
+    max_p95_ms: Annotated[Optional[float], typer.Option(help="p95 latency threshold in ms.")] = None,
 ) -> None:
     """Release a new version: flags override CANARYFLOW_* variables, which override the spec file."""
+    thresholds = {k: v for k, v in (("max_error_rate", max_error_rate), ("max_p95_latency_ms", max_p95_ms))
+                  if v is not None}
     try:
         spec = load_spec(spec_file, overrides={
             "service": service, "version": version, "environment": environment, "platform": platform,
             "steps": _steps(steps), "step_wait_seconds": wait, "analysis_interval_seconds": interval,
-            "analysis_window": window, "min_canary_requests": min_requests,
+            "analysis_window": window, "min_canary_requests": min_requests, "thresholds": thresholds or None,
         })
     except ConfigError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")

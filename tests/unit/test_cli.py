@@ -36,3 +36,22 @@ def test_every_command_has_help():
     for args in (["--help"], ["release", "--help"], ["demo", "--help"], ["local", "--help"],
                  ["local", "release", "--help"], ["local", "up", "--help"]):
         assert runner.invoke(app, args).exit_code == 0, args
+
+
+def test_threshold_flags_reach_the_spec(monkeypatch):
+    seen = {}
+
+    def fake_release(spec):
+        seen["spec"] = spec
+        return True
+
+    monkeypatch.setattr("canaryflow.cli._release_and_report", fake_release)
+    result = runner.invoke(app, ["release", "--service", "checkout", "--version", "v2", "--environment",
+                                 "production", "--max-p95-ms", "250"])
+    assert result.exit_code == 0, result.output
+    assert (seen["spec"].max_error_rate, seen["spec"].max_p95_latency_ms) == (0.001, 250)
+
+
+def test_threshold_flags_are_validated():
+    result = runner.invoke(app, ["release", "--service", "checkout", "--version", "v2", "--max-error-rate", "2"])
+    assert result.exit_code == 2 and "thresholds.max_error_rate" in result.output
