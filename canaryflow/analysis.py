@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from canaryflow.judge import Measurement, Policy, QueryResult, judge_error_rate, judge_latency
+from canaryflow.errors import PreflightError
 from canaryflow.spec import ReleaseSpec
+
+if TYPE_CHECKING:
+    from canaryflow.release import ReleaseRun
 
 
 class MetricSource(Protocol):
     def query(self, promql: str) -> QueryResult: ...
 
     def is_online(self) -> bool: ...
+
+
+def check_preconditions(run: ReleaseRun) -> None:
+    """Refuse a release that could not be judged or has nothing to replace; changes nothing."""
+    source = run.source
+    if not source.is_online():
+        raise PreflightError(f"Prometheus at {source.url} is not ready (/-/ready)")
+    sample = source.query("vector(1)")
+    if sample.error or sample.value != 1:
+        raise PreflightError(f"Prometheus at {source.url} failed a sample query: {sample.error or sample.value}")
+    run.previous_version = run.platform.stable_version()
+    if run.previous_version == run.spec.version:
+        raise PreflightError(f"{run.spec.service} already runs {run.spec.version}")
 
 
 def policy_for(spec: ReleaseSpec) -> Policy:

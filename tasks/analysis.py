@@ -6,8 +6,7 @@ import time
 
 from prefect import get_run_logger, task
 
-from canaryflow.errors import PreflightError
-from canaryflow.analysis import measure
+from canaryflow.analysis import check_preconditions, measure
 from canaryflow.judge import Round, Verdict
 from canaryflow.release import ReleaseRun
 from tasks.common import PLAIN_TASK
@@ -23,18 +22,6 @@ def preflight(run: ReleaseRun) -> None:
             run.metrics.release_finished(status="failed", duration=time.monotonic() - run.started)
             raise
         get_run_logger().info("preflight ok: Prometheus ready, %s runs %s", run.spec.service, run.previous_version)
-
-
-def check_preconditions(run: ReleaseRun) -> None:
-    source = run.source
-    if not source.is_online():
-        raise PreflightError(f"Prometheus at {source.url} is not ready (/-/ready)")
-    sample = source.query("vector(1)")
-    if sample.error or sample.value != 1:
-        raise PreflightError(f"Prometheus at {source.url} failed a sample query: {sample.error or sample.value}")
-    run.previous_version = run.platform.stable_version()
-    if run.previous_version == run.spec.version:
-        raise PreflightError(f"{run.spec.service} already runs {run.spec.version}")
 
 
 @task(name="analyse-canary", task_run_name="analyse-canary-{weight}pct", **PLAIN_TASK)

@@ -1,7 +1,15 @@
 from __future__ import annotations
 
-from canaryflow.analysis import measure, next_pause
+import httpx
+import pytest
+
+from canaryflow.analysis import check_preconditions, measure, next_pause
+from canaryflow.errors import PreflightError
 from canaryflow.judge import QueryResult, Verdict
+from canaryflow.pipeline_metrics import PipelineMetrics
+from canaryflow.platforms.local import LocalPlatform
+from canaryflow.prometheus import PrometheusSource
+from canaryflow.release import ReleaseRun
 from canaryflow.spec import validate_spec
 
 
@@ -37,3 +45,39 @@ def test_next_pause_lands_a_round_on_the_end_of_the_wait():
     assert next_pause(elapsed=8.5, wait=10, interval=3) == 1.5
     assert next_pause(elapsed=10, wait=10, interval=3) == 3
     assert next_pause(elapsed=0, wait=0, interval=2) == 2
+
+
+def _run(prometheus_handler, stable: str = "v1"):
+    controller = httpx.MockTransport(lambda r: httpx.Response(200, json={
+        "service": "checkout", "stable": {"version": stable}, "canary": None, "canary_weight": 0}))
+    return ReleaseRun(
+        spec=validate_spec({"service": "checkout", "version": "v2"}),
+        platform=LocalPlatform("http://controller", service="checkout", transport=controller),
+        source=PrometheusSource("http://prom", transport=httpx.MockTransport(prometheus_handler)),
+        metrics=PipelineMetrics(service="checkout", environment="staging"),
+    )
+
+
+def _prometheus(ready: int = 200, value: str = "1"):
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/-/ready":
+            return httpx.Response(ready)
+        return httpx.Response(200, json={"status": "success", "data": {
+            "resultType": "vector", "result": [{"metric": {}, "value": [0, value]}]}})
+    return handler
+
+
+def test_preconditions_pass_and_remember_the_stable_version():
+    run = _run(_prometheus())
+    check_preconditions(run)
+    assert run.previous_version == "v1"
+
+
+@pytest.mark.parametrize("handler,stable,message", [
+    (_prometheus(ready=503), "v1", "not ready"),
+    (_prometheus(value="NaN"), "v1", "failed a sample query"),
+    (_prometheus(), "v2", "already runs v2"),
+])
+def test_preconditions_refuse(handler, stable, message):
+    with pytest.raises(PreflightError, match=message):
+        check_preconditions(_run(handler, stable))
