@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Protocol
 
 from canaryflow.judge import Measurement, Policy, QueryResult, judge_error_rate, judge_latency
 from canaryflow.errors import PreflightError
-from canaryflow.spec import ReleaseSpec
+from canaryflow.spec import ReleaseSpec, duration_seconds
 
 if TYPE_CHECKING:
     from canaryflow.release import ReleaseRun
@@ -38,9 +39,22 @@ def policy_for(spec: ReleaseSpec) -> Policy:
     )
 
 
-def measure(source: MetricSource, spec: ReleaseSpec) -> tuple[Measurement, ...]:
+def effective_window(spec: ReleaseSpec, canary_age: float | None) -> str:
+    """The analysis window, shortened to the canary's age while it is younger than the window.
+
+    Only samples the new canary produced are judged: series of the same version from before the
+    deploy (a version put back right after it was replaced) never dilute its numbers, and a bad
+    canary's first errors are not averaged over a window it did not live in.
+    """
+    if canary_age is None:
+        return spec.analysis_window
+    seconds = max(1, math.ceil(canary_age))
+    return spec.analysis_window if seconds >= duration_seconds(spec.analysis_window) else f"{seconds}s"
+
+
+def measure(source: MetricSource, spec: ReleaseSpec, *, canary_age: float | None = None) -> tuple[Measurement, ...]:
     """Error rate then latency, both gated by the same canary request count."""
-    queries = spec.rendered_queries()
+    queries = spec.rendered_queries(window=effective_window(spec, canary_age))
     requests = source.query(queries["request_count"])
     return (
         judge_error_rate(source.query(queries["error_rate"]), requests,

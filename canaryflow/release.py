@@ -66,6 +66,11 @@ class ReleaseRun:
     rounds: list[Round] = field(default_factory=list)
     steps: list[StepRecord] = field(default_factory=list)
     previous_version: str | None = None
+    deployed_at: float | None = None  # monotonic time the canary was started
+
+    @property
+    def canary_age(self) -> float | None:
+        return None if self.deployed_at is None else time.monotonic() - self.deployed_at
     decision: Decision | None = None
 
     @property

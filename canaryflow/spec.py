@@ -26,6 +26,15 @@ VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 PROMQL_DURATION = r"^[0-9]+(ms|s|m|h|d)$"
 
 
+_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(duration: str) -> float:
+    """Seconds in a PromQL duration such as ``90s`` or ``1m`` (the forms ``analysis_window`` accepts)."""
+    number = duration.rstrip("smhd")
+    return float(number) * _DURATION_SECONDS[duration[len(number):]]
+
+
 class Environment(StrEnum):
     staging = "staging"
     production = "production"
@@ -160,10 +169,9 @@ class ReleaseSpec(BaseModel):
         assert self.thresholds and self.thresholds.max_p95_latency_ms is not None  # filled by the validator
         return self.thresholds.max_p95_latency_ms
 
-    def rendered_queries(self) -> dict[str, str]:
-        return self.queries.render(
-            service=self.service, version=self.version, namespace=self.namespace, window=self.analysis_window
-        )
+    def rendered_queries(self, *, window: str | None = None) -> dict[str, str]:
+        return self.queries.render(service=self.service, version=self.version, namespace=self.namespace,
+                                   window=window or self.analysis_window)
 
     @property
     def run_name(self) -> str:

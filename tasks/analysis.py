@@ -27,7 +27,7 @@ def preflight(run: ReleaseRun) -> None:
 @task(name="analyse-canary", task_run_name="analyse-canary-{weight}pct", **PLAIN_TASK)
 def analyse_canary(run: ReleaseRun, step_index: int, weight: int, step_started: float) -> Round:
     with run.metrics.track_task("analyse_canary"):
-        measurements = measure(run.source, run.spec)
+        measurements = measure(run.source, run.spec, canary_age=run.canary_age)
         round_ = run.record_round(step_index, time.monotonic() - step_started, measurements)
         log = get_run_logger()
         for m in measurements:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from prefect import get_run_logger, task
 
 from canaryflow.release import ReleaseRun
@@ -12,6 +14,7 @@ from tasks.common import PLAIN_TASK, PLATFORM_TASK
 def deploy_canary(run: ReleaseRun) -> None:
     with run.stage("deploy") as record:
         run.platform.deploy(run.spec.version)
+        run.deployed_at = time.monotonic()
         record.detail = f"{run.spec.version} started beside {run.previous_version}"
         get_run_logger().info("deployed %s as canary beside %s", run.spec.version, run.previous_version)
 

@@ -128,3 +128,16 @@ def test_unreachable_prometheus_at_preflight_changes_nothing(stack, prefect_serv
     assert proxy["canary"] is None and proxy["history"] == []
     prom_value(stack, 'deployment_total{service="checkout",status="failed"}', until=lambda v: v == 1)
     prom_value(stack, 'canaryflow_task_runs_total{task="preflight",outcome="failed"}', until=lambda v: v == 1)
+
+
+def test_putting_back_the_previous_version_judges_only_the_new_canary(stack, prefect_server):
+    """v1 served all traffic until seconds ago; its old series must not count as the new canary's."""
+    long_window = {"analysis_window": "60s"}
+    state, _ = release("v2", **long_window)
+    assert state.is_completed(), state.message
+    state, summary = release("v1", **long_window)
+    assert state.is_completed(), state.message
+    first_step = [m for m in summary["measurements"] if m["step"] == 0 and m["requests"] is not None]
+    assert first_step
+    # 10% of 100 rps for a few seconds; the old v1 process served thousands in the last 60 s.
+    assert max(m["requests"] for m in first_step) < 200, first_step

@@ -81,3 +81,22 @@ def test_preconditions_pass_and_remember_the_stable_version():
 def test_preconditions_refuse(handler, stable, message):
     with pytest.raises(PreflightError, match=message):
         check_preconditions(_run(handler, stable))
+
+
+@pytest.mark.parametrize("window,age,expected", [
+    ("1m", None, "1m"), ("1m", 75.0, "1m"), ("1m", 60.0, "1m"), ("1m", 12.2, "13s"), ("1m", 0.1, "1s"),
+    ("30s", 29.0, "29s"), ("500ms", 0.2, "500ms"), ("2h", 4000.0, "4000s"),
+])
+def test_the_window_never_reaches_back_before_the_canary_started(window, age, expected):
+    from canaryflow.analysis import effective_window
+
+    spec = validate_spec({"service": "checkout", "version": "v2", "analysis_window": window})
+    assert effective_window(spec, age) == expected
+
+
+def test_measure_renders_the_shortened_window():
+    spec = validate_spec({"service": "checkout", "version": "v2", "analysis_window": "1m"})
+    source = FakeSource({"sum(increase": QueryResult(1.0), "(sum(rate": QueryResult(0.0),
+                         "histogram_quantile": QueryResult(0.1)})
+    measure(source, spec, canary_age=7.5)
+    assert all("[8s]" in q for q in source.seen)
