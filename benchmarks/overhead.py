@@ -7,8 +7,8 @@ server on 127.0.0.1, then times, alternately, N full ``canary_release`` flow run
 releases: deploy, wait until ready, smoke test, then for each step set the weight and measure
 every 0.5 s until both metrics PASS, then promote. Steps 10/50/100, no fixed wait, staging
 thresholds, one canary request is enough evidence. Versions alternate v2, v1, v2, ... so every
-release ships a version other than the running stable; before each release the script waits
-(untimed) until the shipped version's earlier series have left the 10 s analysis window.
+release ships a version other than the running stable (the version that was stable a moment ago:
+both paths judge only the new canary's samples, as the analysis window starts at its deploy).
 
 Both paths wait for the same Prometheus data, so most of each release is scrape latency; the
 difference between them is what the flow engine, the tasks, the Prefect API calls and the
@@ -48,7 +48,6 @@ SPEC: dict[str, Any] = {
     "min_canary_requests": 1, "ready_timeout_seconds": 30, "max_hold_seconds": 60,
 }
 LEASE_SECONDS = 30.0  # what the flow uses for this spec: max(30 s, 3 x analysis interval)
-QUIET_SECONDS = 11.0  # analysis window (10 s) + one scrape, untimed, before every release
 
 
 def prefect_release(version: str) -> float:
@@ -69,6 +68,7 @@ def plain_release(version: str, controller_url: str, prometheus_url: str) -> flo
     source = PrometheusSource(prometheus_url)
     try:
         platform.deploy(version)
+        deployed_at = time.monotonic()
         platform.wait_ready(timeout=spec.ready_timeout_seconds)
         report = run_smoke(platform.canary_url(), spec.smoke)
         if not report.passed:
@@ -77,7 +77,7 @@ def plain_release(version: str, controller_url: str, prometheus_url: str) -> flo
             platform.set_weight(weight, lease_seconds=LEASE_SECONDS)
             step_started = time.monotonic()
             while True:
-                verdicts = [m.verdict for m in measure(source, spec)]
+                verdicts = [m.verdict for m in measure(source, spec, canary_age=time.monotonic() - deployed_at)]
                 if Verdict.FAIL in verdicts:
                     platform.rollback()
                     raise RuntimeError(f"{version} failed analysis at {weight}%")
@@ -120,9 +120,6 @@ def main(argv: list[str] | None = None) -> int:
                 order = ("prefect", "plain") if run % 2 == 0 else ("plain", "prefect")
                 for variant in order:
                     version = next(versions)
-                    # The version shipped now was the stable a moment ago: let its old series leave
-                    # the analysis window, or the first round would judge the old process' data.
-                    time.sleep(QUIET_SECONDS)
                     if variant == "prefect":
                         elapsed = prefect_release(version)
                     else:
