@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"starting the local platform and a Prefect server (work dir {workdir}) ...", flush=True)
     with LocalStack(service="checkout", stable="v1", rps=100, workdir=workdir / "stack") as stack, \
             PrefectServer(home=workdir / "prefect") as server:
-        os.environ["CANARYFLOW_PROMETHEUS_URL"] = stack.prometheus_url
-        os.environ["CANARYFLOW_PUSHGATEWAY_URL"] = stack.pushgateway_url
-        os.environ["CANARYFLOW_LOCAL_CONTROLLER_URL"] = stack.controller_url
+        os.environ.update(stack.settings_env())
         get_settings.cache_clear()
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             times: dict[str, list[float]] = {"prefect": [], "plain": []}

@@ -119,9 +119,8 @@ def local_up(
 
     with LocalStack(stable=stable, rps=rps, catalog=catalog, load_duration=duration) as stack:
         console.print("[green]local platform up[/green]; in another shell:")
-        console.print(f"  export CANARYFLOW_PROMETHEUS_URL={stack.prometheus_url}")
-        console.print(f"  export CANARYFLOW_PUSHGATEWAY_URL={stack.pushgateway_url}")
-        console.print(f"  export CANARYFLOW_LOCAL_CONTROLLER_URL={stack.controller_url}")
+        for name, value in stack.settings_env().items():
+            console.print(f"  export {name}={value}")
         console.print("  canaryflow release --service checkout --version v2 --wait 10 --interval 2 --window 15s")
         try:
             time.sleep(duration)
@@ -132,9 +131,7 @@ def local_up(
 def _point_at(stack: Any) -> None:
     from canaryflow.settings import get_settings
 
-    os.environ["CANARYFLOW_PROMETHEUS_URL"] = stack.prometheus_url
-    os.environ["CANARYFLOW_PUSHGATEWAY_URL"] = stack.pushgateway_url
-    os.environ["CANARYFLOW_LOCAL_CONTROLLER_URL"] = stack.controller_url
+    os.environ.update(stack.settings_env())
     get_settings.cache_clear()
 
 
@@ -221,7 +218,9 @@ def ui_stop() -> None:
     """Stop the Prefect server the demo left running."""
     import signal
 
-    pid_file = DEMO_HOME / "prefect" / "server.pid"
+    from canaryflow.prefect_server import PrefectServer
+
+    pid_file = PrefectServer.pid_file_in(DEMO_HOME / "prefect")
     if not pid_file.exists():
         console.print("no Prefect server started by the demo")
         return
@@ -233,10 +232,3 @@ def ui_stop() -> None:
         console.print("the Prefect server was not running")
     pid_file.unlink()
 
-
-def main() -> None:  # pragma: no cover - console script
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

@@ -51,13 +51,18 @@ class PrefectServer:
             log_path=self.home / "server.log", env=server_env(home=self.home, port=self.port),
             die_with_parent=not self.detached)
         if self.detached:
-            (self.home / "server.pid").write_text(str(self.process.pid))
+            self.pid_file_in(self.home).write_text(str(self.process.pid))
         try:
             procs.wait_http(f"{self.api_url}/health", START_TIMEOUT_S, proc=self.process, interval=0.3)
         except (RuntimeError, TimeoutError):
             self.stop()
             raise
         return self
+
+    @staticmethod
+    def pid_file_in(home: Path) -> Path:
+        """Where a detached server records its pid, so a later command can stop it."""
+        return home / "server.pid"
 
     def stop(self) -> None:
         if self.process is not None:

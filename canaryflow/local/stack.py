@@ -166,6 +166,14 @@ class LocalStack:
         procs.wait_http(self.prometheus_url + "/api/v1/targets", READY_TIMEOUT_S, ok=_scraping_every_job,
                         proc=self.processes["prometheus"], interval=0.25)
 
+    def settings_env(self) -> dict[str, str]:
+        """The ``CANARYFLOW_*`` settings that point releases at this stack."""
+        return {
+            "CANARYFLOW_PROMETHEUS_URL": self.prometheus_url,
+            "CANARYFLOW_PUSHGATEWAY_URL": self.pushgateway_url,
+            "CANARYFLOW_LOCAL_CONTROLLER_URL": self.controller_url,
+        }
+
     def close(self) -> None:
         """Stop every process concurrently; idempotent and safe after a failed start.
 

@@ -24,9 +24,8 @@ FAST_SPEC: dict[str, Any] = {
 @pytest.fixture
 def stack(tmp_path, monkeypatch) -> Iterator[LocalStack]:
     with LocalStack(service="checkout", stable="v1", rps=100, workdir=tmp_path / "stack") as s:
-        monkeypatch.setenv("CANARYFLOW_PROMETHEUS_URL", s.prometheus_url)
-        monkeypatch.setenv("CANARYFLOW_PUSHGATEWAY_URL", s.pushgateway_url)
-        monkeypatch.setenv("CANARYFLOW_LOCAL_CONTROLLER_URL", s.controller_url)
+        for name, value in s.settings_env().items():
+            monkeypatch.setenv(name, value)
         yield s
 
 

@@ -49,9 +49,7 @@ def release_process(stack, prefect_server, tmp_path) -> Iterator[Callable[[], su
             **os.environ,
             "PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p),
             "PREFECT_API_URL": prefect_server.api_url,
-            "CANARYFLOW_PROMETHEUS_URL": stack.prometheus_url,
-            "CANARYFLOW_PUSHGATEWAY_URL": stack.pushgateway_url,
-            "CANARYFLOW_LOCAL_CONTROLLER_URL": stack.controller_url,
+            **stack.settings_env(),
             "PYTHONUNBUFFERED": "1",
         }
         code = ("import json; from flows.release import canary_release; "
