@@ -8,7 +8,9 @@ catalogue can be released by name. Exit codes: 0 promoted, 1 rolled back or fail
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -117,15 +119,21 @@ def local_up(
     """Run the local platform until Ctrl-C; prints the variables that point releases at it."""
     from canaryflow.local.stack import LocalStack
 
-    with LocalStack(stable=stable, rps=rps, catalog=catalog, load_duration=duration) as stack:
-        console.print("[green]local platform up[/green]; in another shell:")
-        for name, value in stack.settings_env().items():
-            console.print(f"  export {name}={value}")
-        console.print("  canaryflow release --service checkout --version v2 --wait 10 --interval 2 --window 15s")
-        try:
-            time.sleep(duration)
-        except KeyboardInterrupt:
+    # Ctrl-C (or SIGTERM) only sets a flag: it may arrive at any line, even while the stack is
+    # still starting or printing, and the stack must always stop in order and exit 0.
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with LocalStack(stable=stable, rps=rps, catalog=catalog, load_duration=duration) as stack:
+            console.print("[green]local platform up[/green]; in another shell:")
+            for name, value in stack.settings_env().items():
+                console.print(f"  export {name}={value}")
+            console.print("  canaryflow release --service checkout --version v2 --wait 10 --interval 2 --window 15s")
+            stop.wait(duration)
             console.print("stopping")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _point_at(stack: Any) -> None:
