@@ -23,10 +23,11 @@ def check_preconditions(run: ReleaseRun) -> None:
     """Refuse a release that could not be judged or has nothing to replace; changes nothing."""
     source = run.source
     if not source.is_online():
-        raise PreflightError(f"Prometheus at {source.url} is not ready (/-/ready)")
+        raise PreflightError(f"Prometheus at {source.url} is not ready (/-/ready)", reason="metrics_unavailable")
     sample = source.query("vector(1)")
     if sample.error or sample.value != 1:
-        raise PreflightError(f"Prometheus at {source.url} failed a sample query: {sample.error or sample.value}")
+        raise PreflightError(f"Prometheus at {source.url} failed a sample query: {sample.error or sample.value}",
+                             reason="metrics_unavailable")
     run.previous_version = run.platform.stable_version()
     if run.previous_version == run.spec.version:
         raise PreflightError(f"{run.spec.service} already runs {run.spec.version}")

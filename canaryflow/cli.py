@@ -26,6 +26,8 @@ app = typer.Typer(help="Canary releases as Prefect flows, judged by Prometheus."
                   pretty_exceptions_show_locals=False)
 local_app = typer.Typer(help="The embedded local platform (real processes on 127.0.0.1).", no_args_is_help=True)
 app.add_typer(local_app, name="local")
+webhook_app = typer.Typer(help="The CI webhook receiver.", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
 console = Console()
 
 DEMO_UI_PORT = 4200
@@ -46,7 +48,12 @@ def run_release(spec: ReleaseSpec) -> tuple[bool, dict[str, Any], str | None]:
     from canaryflow.release import ReleaseRolledBack
     from flows.release import canary_release
 
-    state = canary_release(spec, return_state=True)
+    from prefect import tags
+
+    # Tags make runs findable in the UI (filter by service:checkout); deployment runs get theirs there.
+    with tags("canaryflow", "release", f"service:{spec.service}", f"env:{spec.environment.value}",
+              f"version:{spec.version}"):
+        state = canary_release(spec, return_state=True)
     result = state.result(raise_on_failure=False)
     run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     if isinstance(result, ReleaseRolledBack):
@@ -74,15 +81,11 @@ def release(
     """Release a new version: flags override CANARYFLOW_* variables, which override the spec file."""
     thresholds = {k: v for k, v in (("max_error_rate", max_error_rate), ("max_p95_latency_ms", max_p95_ms))
                   if v is not None}
-    try:
-        spec = load_spec(spec_file, overrides={
-            "service": service, "version": version, "environment": environment, "platform": platform,
-            "steps": _steps(steps), "step_wait_seconds": wait, "analysis_interval_seconds": interval,
-            "analysis_window": window, "min_canary_requests": min_requests, "thresholds": thresholds or None,
-        })
-    except ConfigError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
+    spec = _load_or_exit(spec_file, {
+        "service": service, "version": version, "environment": environment, "platform": platform,
+        "steps": _steps(steps), "step_wait_seconds": wait, "analysis_interval_seconds": interval,
+        "analysis_window": window, "min_canary_requests": min_requests, "thresholds": thresholds or None,
+    })
     _release_and_report(spec)
 
 
@@ -96,6 +99,119 @@ def _release_and_report(spec: ReleaseSpec) -> bool:
         raise typer.Exit(1) from None
     print_summary(console, summary)
     return promoted
+
+
+def _load_or_exit(spec_file: Optional[Path], overrides: dict[str, Any]) -> ReleaseSpec:
+    try:
+        return load_spec(spec_file, overrides=overrides)
+    except ConfigError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    console.print(f"[red]{escape(str(exc))}[/red]")
+    return typer.Exit(1)
+
+
+@app.command()
+def plan(
+    spec_file: Annotated[Optional[Path], typer.Option("--spec", "-f", help="Release spec (YAML, JSON or TOML).")] = None,
+    service: Annotated[Optional[str], typer.Option(help="Service to release.")] = None,
+    version: Annotated[Optional[str], typer.Option(help="New version.")] = None,
+    environment: Annotated[Optional[str], typer.Option(help="staging | production")] = None,
+) -> None:
+    """Print what a release would do (steps, waits, thresholds, rendered queries); changes nothing."""
+    from canaryflow.report import print_plan
+
+    print_plan(console, _load_or_exit(spec_file, {"service": service, "version": version,
+                                                  "environment": environment}))
+
+
+@app.command()
+def rollback(
+    service: Annotated[Optional[str], typer.Argument(help="Service to roll back (its last release's spec is used).")] = None,
+    spec_file: Annotated[Optional[Path], typer.Option("--spec", "-f", help="Spec naming the service and platform.")] = None,
+    reason: Annotated[str, typer.Option(help="manual | alert")] = "manual",
+    detail: Annotated[str, typer.Option(help="Why, for the run log.")] = "",
+) -> None:
+    """Put all traffic back on stable now and remove the canary (cancels the service's running release)."""
+    from canaryflow.operate import latest_release
+    from flows.rollback import canary_rollback
+
+    if spec_file is None and service is None:
+        raise typer.BadParameter("give a SERVICE or --spec")
+    if spec_file is not None:
+        spec = _load_or_exit(spec_file, {"service": service})
+    else:
+        last = latest_release(service)
+        if last is None:
+            console.print(f"[red]no release of {escape(service)} on record; pass --spec[/red]")
+            raise typer.Exit(1)
+        spec = _load_or_exit(None, last.parameters["spec"])
+    try:
+        result = canary_rollback(spec, reason=reason, detail=detail)
+    except CanaryflowError as exc:
+        raise _fail(exc) from None
+    console.print(f"rolled back {result['service']}; stable is {result['stable_version']}; "
+                  f"cancelled: {', '.join(result['cancelled']) or 'nothing in progress'}")
+
+
+@app.command()
+def retry(
+    flow_run_id: Annotated[str, typer.Argument(help="The aborted release's flow run id.")],
+    at: Annotated[str, typer.Option("--at", help="When: now, +10m, 90s or an ISO 8601 time.")] = "now",
+) -> None:
+    """Schedule the release of FLOW_RUN_ID again, as a new run of its deployment, at a given time."""
+    from canaryflow.operate import parse_when, schedule_retry_at
+
+    try:
+        scheduled = schedule_retry_at(flow_run_id, parse_when(at))
+    except CanaryflowError as exc:
+        raise _fail(exc) from None
+    console.print(f"scheduled flow run {scheduled.id} at {scheduled.expected_start_time} "
+                  f"(attempt {scheduled.parameters['attempt']})")
+
+
+def _answer(flow_run_id: str, approved: bool, reason: str, by: str) -> None:
+    from canaryflow.operate import answer_approval
+
+    try:
+        answer_approval(flow_run_id, approved=approved, reason=reason, by=by)
+    except CanaryflowError as exc:
+        raise _fail(exc) from None
+    console.print(f"{'approved' if approved else 'rejected'} flow run {flow_run_id}")
+
+
+@app.command()
+def approve(
+    flow_run_id: Annotated[str, typer.Argument(help="The release waiting at its approval gate.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the run's summary).")] = "",
+    by: Annotated[str, typer.Option(help="Who approves.")] = os.environ.get("USER", ""),
+) -> None:
+    """Let a paused release go on to its last step."""
+    _answer(flow_run_id, True, reason, by)
+
+
+@app.command()
+def reject(
+    flow_run_id: Annotated[str, typer.Argument(help="The release waiting at its approval gate.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the run's summary).")] = "",
+    by: Annotated[str, typer.Option(help="Who rejects.")] = os.environ.get("USER", ""),
+) -> None:
+    """Roll a paused release back (reason manual)."""
+    _answer(flow_run_id, False, reason, by)
+
+
+@webhook_app.command("serve")
+def webhook_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8088,
+) -> None:
+    """Receive signed CI webhooks (GitHub, GitLab, generic) and start release runs."""
+    from canaryflow.webhook import serve
+
+    serve(host=host, port=port)
 
 
 @local_app.command("versions")

@@ -44,4 +44,15 @@ class MetricSourceError(CanaryflowError):
 
 
 class PreflightError(CanaryflowError):
-    """A precondition of the release does not hold; nothing was changed."""
+    """A precondition of the release does not hold; nothing was changed.
+
+    ``reason`` is set when the cause is passing (Prometheus down): the release may be retried later.
+    """
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ReleaseBlocked(CanaryflowError):
+    """Another release of the same service holds the service's lock; nothing was changed."""

@@ -23,6 +23,8 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, push_to_gateway, start_http_server
 from prometheus_client.metrics_core import Metric
 
+from canaryflow.judge import Reason
+
 try:  # the *_created series double every counter in the Pushgateway and are not used.
     from prometheus_client import disable_created_metrics
 
@@ -38,6 +40,13 @@ SMOKE_BUCKETS = (10, 20, 30, 60, 120, 180, 300)
 QUERY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 TASK_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600)
 FREQUENCY_HALF_HOUR = 3600.0  # time constant of the deployments-per-hour estimate
+# DORA: elite teams measure lead time and time to restore in minutes to hours, low performers in weeks.
+LEAD_TIME_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800)
+RESTORE_BUCKETS = (60, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400, 604800)
+#: Every reason a release can roll back for (the judge's "go on" reasons are not outcomes).
+ROLLBACK_REASONS = tuple(r.value for r in Reason
+                         if r not in (Reason.ANALYSIS_PASSED, Reason.WAITING, Reason.AWAITING_PASS))
+QUERY_RESULTS = ("success", "failed", "timeout")
 
 
 class PipelineMetrics:
@@ -92,14 +101,42 @@ class PipelineMetrics:
         self.deployment_last_timestamp_seconds = Gauge(
             "deployment_last_timestamp_seconds", "Unix time the last release of this service started.",
             ["environment"], registry=r)
+        # DORA's four keys. Deployment frequency is ``deployment_frequency`` / ``deployment_total``
+        # and change failure rate is a ratio of ``deployment_total`` by status (see README); the
+        # other two need a clock that spans releases, so they are observed here at promotion.
+        self.deployment_lead_time_seconds = Histogram(
+            "deployment_lead_time_seconds",
+            "Lead time for changes: from the commit (spec commit_timestamp; else the release start) "
+            "to its promotion.", ["environment"], buckets=LEAD_TIME_BUCKETS, registry=r)
+        self.deployment_time_to_restore_seconds = Histogram(
+            "deployment_time_to_restore_seconds",
+            "Time to restore: from the first rolled-back release to the next promotion of the service.",
+            ["environment"], buckets=RESTORE_BUCKETS, registry=r)
+        self.deployment_last_failure_timestamp_seconds = Gauge(
+            "deployment_last_failure_timestamp_seconds",
+            "Unix time of the first rollback not yet followed by a promotion; 0 when the service is restored.",
+            ["environment"], registry=r)
+        # Monitoring side effects (dashboards, annotations): never block a deploy, so count them.
+        self.monitoring_operations_total = Counter(
+            "canaryflow_monitoring_operations_total",
+            "Operations on monitoring systems (e.g. Grafana), by result: ok|skipped|failed|unauthorized.",
+            ["environment", "system", "operation", "result"], registry=r)
+        self._committed_at: float | None = None
         self._pushgateway: str | None = None
 
     # -- recording -------------------------------------------------------------------------------
 
-    def release_started(self, *, now: float | None = None) -> None:
+    def release_started(self, *, now: float | None = None, committed_at: float | None = None) -> None:
         """Count one more deployment in the decayed per-hour estimate, and zero the outcome series
-        so that the first rollback of a service shows up as an increase, not as a new series."""
+        so that the first rollback of a service shows up as an increase, not as a new series.
+
+        ``committed_at`` (Unix time of the commit or build being released) starts the lead-time
+        clock; without it lead time counts from the release start, which still shows the pipeline's
+        own share of it. Rollback reasons and smoke results are zeroed too: alerts take
+        ``increase()`` of them, and Prometheus sees no increase in a series that starts at 1.
+        """
         now = time.time() if now is None else now
+        self._committed_at = committed_at
         env = self.environment
         last = _gauge_value(self.deployment_last_timestamp_seconds, env)
         previous = _gauge_value(self.deployment_frequency, env)
@@ -108,14 +145,41 @@ class PipelineMetrics:
         self.deployment_last_timestamp_seconds.labels(env).set(now)
         for status in ("success", "failed", "rolled_back"):
             self.deployment_total.labels(env, status)
+        for rollback_reason in ROLLBACK_REASONS:
+            self.deployment_rollback_total.labels(env, rollback_reason)
+        for result in ("passed", "failed"):
+            self.smoke_test_total.labels(env, result)
+        for histogram in (self.deployment_lead_time_seconds, self.deployment_time_to_restore_seconds):
+            histogram.labels(env)
+        self.deployment_last_failure_timestamp_seconds.labels(env)  # 0 until a rollback, kept if seeded
         self.canary_traffic_percentage.labels(env, self.service).set(0)
 
-    def release_finished(self, *, status: str, duration: float, reason: str | None = None) -> None:
+    def release_finished(self, *, status: str, duration: float, reason: str | None = None,
+                         now: float | None = None) -> None:
+        """Count the outcome; at a promotion also observe lead time and, after a rollback, time to restore.
+
+        Only ``rolled_back`` starts the restore clock: ``failed`` is a release that stopped in
+        preflight, before anything changed, so there is nothing to restore. The clock starts at the
+        *first* rollback of a streak (DORA counts from when the service degraded, not from the last
+        attempt) and lives in the Pushgateway group, like ``deployment_last_timestamp_seconds``, so
+        it spans runs.
+        """
         env = self.environment
+        now = time.time() if now is None else now
         self.deployment_total.labels(env, status).inc()
         self.deployment_duration_seconds.labels(env).observe(duration)
+        failing_since = _gauge_value(self.deployment_last_failure_timestamp_seconds, env)
         if status == "rolled_back":
             self.deployment_rollback_total.labels(env, reason or "unknown").inc()
+            if not failing_since:
+                self.deployment_last_failure_timestamp_seconds.labels(env).set(now)
+        elif status == "success":
+            # Never shorter than the release itself: a commit timestamp "after" the start is clock skew.
+            lead = duration if self._committed_at is None else max(now - self._committed_at, duration)
+            self.deployment_lead_time_seconds.labels(env).observe(lead)
+            if failing_since:
+                self.deployment_time_to_restore_seconds.labels(env).observe(max(now - failing_since, 0.0))
+                self.deployment_last_failure_timestamp_seconds.labels(env).set(0)
 
     def traffic(self, weight: int) -> None:
         self.canary_traffic_percentage.labels(self.environment, self.service).set(weight)
@@ -125,6 +189,8 @@ class PipelineMetrics:
         self.smoke_test_duration_seconds.labels(self.environment).observe(duration)
 
     def query(self, workflow: str, seconds: float, outcome: str) -> None:
+        for result in QUERY_RESULTS:  # zeroed, so the first failure is an increase (PrometheusQueryFailing)
+            self.prometheus_query_total.labels(workflow, result)
         self.prometheus_query_total.labels(workflow, outcome).inc()
         self.prometheus_query_duration_seconds.labels(workflow).observe(seconds)
 
@@ -134,6 +200,10 @@ class PipelineMetrics:
         self.analysis_threshold.labels(env, self.service, metric).set(threshold)
         if value is not None:
             self.analysis_value.labels(env, self.service, metric).set(value)
+
+    def monitoring(self, system: str, operation: str, result: str) -> None:
+        """One operation on a monitoring system; ``result`` is ok | skipped | failed | unauthorized."""
+        self.monitoring_operations_total.labels(self.environment, system, operation, result).inc()
 
     @contextmanager
     def track_task(self, task: str) -> Iterator[None]:

@@ -67,6 +67,10 @@ class ReleaseRun:
     steps: list[StepRecord] = field(default_factory=list)
     previous_version: str | None = None
     deployed_at: float | None = None  # monotonic time the canary was started
+    attempt: int = 1  # 2+ on a scheduled retry of an aborted canary
+    retry_of: str | None = None  # flow run id of the first attempt
+    progress_artifact: Any = None  # id of the UI progress bar that follows the canary weight
+    dashboard: Any = None  # the Grafana side of the release (canaryflow.dashboard_release.DashboardTracker)
 
     @property
     def canary_age(self) -> float | None:
@@ -125,3 +129,5 @@ class ReleaseRun:
     def close(self) -> None:
         self.platform.close()
         self.source.close()
+        if self.dashboard is not None:
+            self.dashboard.close()

@@ -22,6 +22,15 @@ class Settings(BaseSettings):
     local_controller_url: str = "http://127.0.0.1:8080"
     grafana_url: str | None = None
     grafana_token: SecretStr | None = None
+    grafana_token_block: str | None = None  # name of a Prefect Secret block holding the token
+    grafana_dashboard_uid: str = "canaryflow-deployments"
+    grafana_folder_uid: str | None = None
+    grafana_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Kubernetes platform: a kubeconfig file and context (None: $KUBECONFIG, else ~/.kube/config, and
+    # its current context), or the pod's service account when running in the cluster.
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    kube_in_cluster: bool = False
 
 
 @lru_cache(maxsize=1)

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from canaryflow.errors import ConfigError
+from canaryflow.kube.target import KubernetesTarget
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -110,6 +112,49 @@ class SmokeCheck(BaseModel):
     body_contains: str | None = None
 
 
+#: Reasons that say nothing about the version itself: the same release may pass later.
+RETRYABLE_REASONS = ("metrics_unavailable", "platform_error", "insufficient_data")
+
+
+class RetryPolicy(BaseModel):
+    """Scheduled retries of an aborted canary: a new run of the same deployment at now + backoff.
+
+    Only for reasons that say nothing about the version (Prometheus down, a platform hiccup);
+    a FAIL verdict, a failed smoke test or a stuck rollout are never retried.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts in all, the first one included")
+    backoff_seconds: float = Field(default=300, ge=0, description="Delay before the first retry")
+    backoff_factor: float = Field(default=2, ge=1)
+    max_backoff_seconds: float = Field(default=3600, gt=0)
+    on_reasons: list[str] = Field(default_factory=lambda: ["metrics_unavailable", "platform_error"])
+
+    @field_validator("on_reasons")
+    @classmethod
+    def _only_transient(cls, reasons: list[str]) -> list[str]:
+        wrong = sorted(set(reasons) - set(RETRYABLE_REASONS))
+        if wrong:
+            raise ValueError(f"{wrong} cannot be retried (a bad version is never retried); "
+                             f"allowed: {list(RETRYABLE_REASONS)}")
+        return reasons
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 = the first retry): exponential, capped."""
+        return min(self.backoff_seconds * self.backoff_factor ** max(attempt - 2, 0), self.max_backoff_seconds)
+
+
+class ApprovalGate(BaseModel):
+    """A person confirms before the last step (full traffic), in the environments listed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    environments: list[Environment] = Field(default_factory=list)
+    timeout_seconds: int = Field(default=3600, ge=1, description="No answer by then: roll back (reason manual)")
+    poll_seconds: int = Field(default=5, ge=1)
+
+
 class ReleaseSpec(BaseModel):
     """Everything the release flow needs to know, validated before anything starts."""
 
@@ -118,7 +163,7 @@ class ReleaseSpec(BaseModel):
     service: str = Field(pattern=NAME_PATTERN, max_length=63)
     version: str = Field(pattern=VERSION_PATTERN)
     environment: Environment = Environment.staging
-    platform: Literal["local"] = "local"
+    platform: Literal["local", "kubernetes"] = "local"
     namespace: str = Field(default="default", pattern=NAME_PATTERN)
     steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
     step_wait_seconds: float = Field(default=300, ge=0)
@@ -138,6 +183,24 @@ class ReleaseSpec(BaseModel):
         default_factory=lambda: [SmokeCheck(path="/api/health"), SmokeCheck(path="/api/orders")]
     )
     queries: QueryTemplates = Field(default_factory=QueryTemplates)
+    query_preset: Literal["app", "istio"] | None = Field(
+        default=None, description="Named query templates (canaryflow.kube.presets) used instead of `queries`",
+    )
+    kubernetes: KubernetesTarget | None = Field(
+        default=None, description="Where the release lands when platform is kubernetes",
+    )
+    commit_timestamp: AwareDatetime | None = Field(
+        default=None,
+        description="When the released commit was made (ISO 8601 with offset, or Unix time), e.g. "
+                    "`git show -s --format=%cI`. Starts the DORA lead-time clock; without it lead time "
+                    "counts from the release start.",
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    approval: ApprovalGate = Field(default_factory=ApprovalGate)
+    queue_timeout_seconds: float = Field(
+        default=900, ge=0,
+        description="How long a release waits for another release of the same service to finish",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -159,6 +222,24 @@ class ReleaseSpec(BaseModel):
         self.thresholds = defaults.model_copy(update=given)
         return self
 
+    @model_validator(mode="after")
+    def _platform_and_presets(self) -> ReleaseSpec:
+        def invalid(field: str, error_type: str, message: str) -> ValidationError:
+            return ValidationError.from_exception_data("ReleaseSpec", [InitErrorDetails(
+                type=PydanticCustomError(error_type, message), loc=(field,), input=None)])
+
+        if self.platform == "kubernetes" and self.kubernetes is None:
+            raise invalid("kubernetes", "kubernetes_section_missing",
+                          "platform kubernetes needs a kubernetes section (at least its router)")
+        if self.query_preset is not None:
+            from canaryflow.kube.presets import preset
+
+            chosen = preset(self.query_preset)
+            if "queries" in self.model_fields_set and self.queries not in (chosen, QueryTemplates()):
+                raise invalid("query_preset", "preset_and_queries", "set either query_preset or queries, not both")
+            self.queries = chosen
+        return self
+
     @property
     def max_error_rate(self) -> float:
         assert self.thresholds and self.thresholds.max_error_rate is not None  # filled by the validator
@@ -172,6 +253,15 @@ class ReleaseSpec(BaseModel):
     def rendered_queries(self, *, window: str | None = None) -> dict[str, str]:
         return self.queries.render(service=self.service, version=self.version, namespace=self.namespace,
                                    window=window or self.analysis_window)
+
+    @property
+    def committed_at(self) -> float | None:
+        """Unix time of the commit being released, for the lead-time metric."""
+        return self.commit_timestamp.timestamp() if self.commit_timestamp else None
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.environment in self.approval.environments and len(self.steps) > 1
 
     @property
     def run_name(self) -> str:
@@ -212,11 +302,12 @@ def _environment_values() -> dict[str, Any]:
     return EnvSettingsSource(_SpecFromEnvironment)()
 
 
-def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, nested mappings merged key by key (a partial ``thresholds`` keeps the rest)."""
     merged = dict(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -234,8 +325,8 @@ def load_spec(
     """Merge file < environment < overrides and validate once."""
     data: dict[str, Any] = read_spec_file(path) if path else {}
     if use_env:
-        data = _deep_merge(data, _environment_values())
-    data = _deep_merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
+        data = deep_merge(data, _environment_values())
+    data = deep_merge(data, {k: v for k, v in (overrides or {}).items() if v is not None})
     return validate_spec(data)
 
 

@@ -29,3 +29,7 @@ PLATFORM_TASK: dict[str, Any] = {
 }
 
 PLAIN_TASK: dict[str, Any] = {"cache_policy": NO_CACHE}
+
+#: Promote and roll back wait for a rollout on Kubernetes (up to the spec's ready timeout): the
+#: platform enforces that deadline itself, so the task adds no shorter one of its own.
+WAITING_PLATFORM_TASK: dict[str, Any] = {**PLATFORM_TASK, "timeout_seconds": None}

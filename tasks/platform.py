@@ -7,7 +7,7 @@ import time
 from prefect import get_run_logger, task
 
 from canaryflow.release import ReleaseRun
-from tasks.common import PLAIN_TASK, PLATFORM_TASK
+from tasks.common import PLAIN_TASK, PLATFORM_TASK, WAITING_PLATFORM_TASK
 
 
 @task(name="deploy-canary", **PLATFORM_TASK)
@@ -34,7 +34,7 @@ def set_canary_weight(run: ReleaseRun, weight: int) -> None:
         get_run_logger().info("canary weight -> %d%%", weight)
 
 
-@task(name="promote-canary", **PLATFORM_TASK)
+@task(name="promote-canary", **WAITING_PLATFORM_TASK)
 def promote_canary(run: ReleaseRun) -> None:
     with run.stage("promote", 100):
         run.platform.promote()
@@ -42,7 +42,7 @@ def promote_canary(run: ReleaseRun) -> None:
         get_run_logger().info("promoted %s", run.spec.version)
 
 
-@task(name="rollback-canary", **PLATFORM_TASK)
+@task(name="rollback-canary", **WAITING_PLATFORM_TASK)
 def rollback_canary(run: ReleaseRun, reason: str) -> None:
     """Traffic to stable first, then the canary is removed (the platform's rollback does both, in order)."""
     with run.metrics.track_task("rollback_canary"):

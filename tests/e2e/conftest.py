@@ -3,14 +3,20 @@ per test, wired to the release flow through the environment as a deployment woul
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from canaryflow.local.stack import LocalStack
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Short waits so a release takes seconds; production thresholds so one error is a breach.
 FAST_SPEC: dict[str, Any] = {
@@ -55,3 +61,27 @@ def prom_value(stack: LocalStack, promql: str, *, timeout: float = 15,
                 return last
         time.sleep(0.5)
     raise AssertionError(f"{promql} never satisfied the condition (last value {last})")
+
+
+def prefect_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    prefect = Path(sys.executable).with_name("prefect")
+    return subprocess.run([str(prefect), *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def cli_env(prefect_server: Any, **extra: str) -> dict[str, str]:
+    """The environment a worker gives a flow run: this checkout, the test server, the local stack
+    variables the test set with monkeypatch (they are in os.environ)."""
+    return {**os.environ, "PREFECT_API_URL": prefect_server.api_url, "CANARYFLOW_CHECKOUT": str(ROOT),
+            "PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
+
+
+@pytest.fixture(scope="session")
+def deployments(prefect_server: Any) -> dict[str, str]:
+    """prefect.yaml's deployments registered on the session's server, as users do it."""
+    env = cli_env(prefect_server)
+    for args in (("work-pool", "create", "canaryflow", "--type", "process", "--overwrite"),
+                 ("--no-prompt", "deploy", "--all")):
+        done = prefect_cli(*args, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return env

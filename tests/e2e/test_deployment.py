@@ -3,43 +3,21 @@ process worker: what users do, not a direct function call."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.e2e.conftest import FAST_SPEC, controller_state
+from tests.e2e.conftest import FAST_SPEC, cli_env, controller_state, prefect_cli
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def prefect_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    prefect = Path(sys.executable).with_name("prefect")
-    return subprocess.run([str(prefect), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
-
-
-@pytest.fixture
-def worker_env(prefect_server, stack) -> dict[str, str]:
-    return {**os.environ, "PREFECT_API_URL": prefect_server.api_url, "CANARYFLOW_CHECKOUT": str(ROOT),
-            "PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-
-
-def test_deployment_is_registered_validated_and_run_by_a_worker(worker_env, stack):
+def test_deployment_is_registered_validated_and_run_by_a_worker(prefect_server, deployments, stack):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.exceptions import PrefectHTTPStatusError
 
-    for args in (("work-pool", "create", "canaryflow", "--type", "process", "--overwrite"),
-                 ("--no-prompt", "deploy", "--all")):
-        done = prefect_cli(*args, env=worker_env)
-        assert done.returncode == 0, done.stdout + done.stderr
-
+    worker_env = cli_env(prefect_server)  # now, after the stack set its variables
     with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name("canary-release/canary-release")
+        deployment = client.read_deployment_by_name("canary-release/production")
     assert deployment.entrypoint == "flows/release.py:canary_release"
     assert deployment.work_pool_name == "canaryflow"
     schema = deployment.parameter_openapi_schema
@@ -47,9 +25,9 @@ def test_deployment_is_registered_validated_and_run_by_a_worker(worker_env, stac
     assert "ReleaseSpec" in str(schema["properties"]["spec"])
 
     with pytest.raises(PrefectHTTPStatusError):  # the spec's schema is enforced before any run exists
-        run_deployment("canary-release/canary-release", parameters={"spec": {"service": "Not_Valid"}}, timeout=0)
+        run_deployment("canary-release/production", parameters={"spec": {"service": "Not_Valid"}}, timeout=0)
 
-    flow_run = run_deployment("canary-release/canary-release",
+    flow_run = run_deployment("canary-release/production",
                               parameters={"spec": {**FAST_SPEC, "version": "v2"}}, timeout=0)
     worker = prefect_cli("worker", "start", "--pool", "canaryflow", "--run-once", env=worker_env, timeout=240)
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]

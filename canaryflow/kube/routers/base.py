@@ -1,0 +1,30 @@
+"""The traffic router interface: how users are split between the stable and canary versions.
+
+One implementation per file. Weights are whole percentages for the canary (0 = all traffic on
+stable). ``prepare`` records what ``restore`` puts back, on the cluster itself, so an orchestrator
+restarted after a crash can still restore.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+#: Annotation holding the routing object's spec as it was before the release (JSON).
+ORIGINAL_SPEC_ANNOTATION = "canaryflow.dev/original-spec"
+
+
+@runtime_checkable
+class TrafficRouter(Protocol):
+    name: str
+
+    def prepare(self) -> None:
+        """Record the original routing (once: never over a recording already there), canary at 0%."""
+
+    def set_weight(self, weight: int) -> None:
+        """Send ``weight`` percent of users to the canary."""
+
+    def get_weight(self) -> int:
+        """The canary weight applied now."""
+
+    def restore(self) -> None:
+        """Put back the routing recorded by ``prepare`` (all traffic on stable). Idempotent."""

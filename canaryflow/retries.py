@@ -1,0 +1,43 @@
+"""When an aborted canary is tried again, and under which idempotency key.
+
+Prefect's task retries sleep inside the process; a canary aborted because Prometheus was down
+should instead come back minutes later as a new *scheduled* run of the same deployment, visible
+in the UI, surviving a worker restart. This module only decides; ``tasks.retry`` schedules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from canaryflow.spec import ReleaseSpec
+
+RETRY_TAG = "canary-retry"
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    attempt: int  # the attempt the scheduled run will be (2 = first retry)
+    scheduled_time: datetime
+    idempotency_key: str
+    origin: str  # flow run id of the first attempt: every retry of one release shares it
+
+    @property
+    def tags(self) -> list[str]:
+        return [RETRY_TAG, f"attempt:{self.attempt}"]
+
+
+def plan_retry(spec: ReleaseSpec, *, reason: str, attempt: int, origin: str,
+               now: datetime | None = None) -> RetryPlan | None:
+    """The next attempt after ``attempt`` aborted with ``reason``, or None when there is none.
+
+    None for a reason about the version itself (only ``spec.retry.on_reasons`` qualify, and the
+    spec refuses bad-version reasons there) and once ``max_attempts`` is reached. The idempotency
+    key is per origin and attempt, so a flow that schedules twice still gets one run.
+    """
+    if reason not in spec.retry.on_reasons or attempt >= spec.retry.max_attempts:
+        return None
+    next_attempt = attempt + 1
+    when = (now or datetime.now(timezone.utc)) + timedelta(seconds=spec.retry.delay_before(next_attempt))
+    return RetryPlan(attempt=next_attempt, scheduled_time=when,
+                     idempotency_key=f"{RETRY_TAG}/{origin}/{next_attempt}", origin=origin)

@@ -1,0 +1,37 @@
+"""Schedule a later attempt of an aborted canary as a new run of the same deployment."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.deployments import run_deployment
+from prefect.runtime import deployment, flow_run
+
+from canaryflow.release import ReleaseRun
+from canaryflow.retries import plan_retry
+from tasks.common import PLAIN_TASK
+
+
+@task(name="schedule-retry", **PLAIN_TASK)
+def schedule_retry(run: ReleaseRun, reason: str) -> str | None:
+    """A Scheduled run at now + backoff, tagged ``canary-retry``; returns a line for the summary.
+
+    Only deployment runs can be retried this way (the retry is a run *of the deployment*); a
+    plain script run says so and schedules nothing.
+    """
+    log = get_run_logger()
+    plan = plan_retry(run.spec, reason=reason, attempt=run.attempt, origin=run.retry_of or str(flow_run.id))
+    if plan is None:
+        return None
+    if not deployment.id:
+        log.info("%s is retryable, but this run has no deployment: no retry scheduled", reason)
+        return "not scheduled (not a deployment run)"
+    scheduled = run_deployment(
+        deployment.id, parameters={"spec": run.spec.model_dump(mode="json"), "attempt": plan.attempt,
+                                            "retry_of": plan.origin},
+        scheduled_time=plan.scheduled_time, idempotency_key=plan.idempotency_key,
+        tags=sorted({t for t in flow_run.tags if not t.startswith("attempt:")} | set(plan.tags)),
+        timeout=0, as_subflow=False)
+    when = plan.scheduled_time.isoformat(timespec="seconds")
+    log.warning("scheduled attempt %d/%d of this release at %s (flow run %s)", plan.attempt,
+                run.spec.retry.max_attempts, when, scheduled.id)
+    return f"attempt {plan.attempt}/{run.spec.retry.max_attempts} scheduled at {when} (flow run {scheduled.id})"

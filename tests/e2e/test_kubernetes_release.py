@@ -1,0 +1,200 @@
+"""The real release flow on Kubernetes: the API emulator as control plane, the local platform as data plane.
+
+The flow talks to the emulator only through the official client and a kubeconfig; a bridge
+(``tests.emulators.kube.dataplane``) runs what the emulator's Deployments and routes describe as
+real processes behind the local controller, so real users (the load generator) reach the canary in
+the share the router sets, and the real Prometheus and the same judge decide.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from canaryflow.kube.routers import ORIGINAL_SPEC_ANNOTATION
+from canaryflow.local.stack import LocalStack
+from canaryflow.release import ReleaseRolledBack
+from flows.release import canary_release
+from tests.e2e.conftest import FAST_SPEC, controller_state, prom_value, weights_seen
+from tests.emulators.kube import KubeEmulator
+from tests.emulators.kube.dataplane import Dataplane
+from tests.integration.kube.conftest import (
+    NS, RBAC_MANIFEST, ROUTER_TARGETS, http_route, image_of, original_routing, routing_spec, stable_deployment,
+    virtual_service,
+)
+
+pytestmark = pytest.mark.e2e
+
+ROUTERS = list(ROUTER_TARGETS)
+IMAGE = "registry.example.com/checkout:{}"
+TOTAL_REPLICAS = 10  # so the replicas router can give the canary exactly 10%
+
+
+@contextmanager
+def cluster(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, router: str, *,
+            role_manifest: Path = RBAC_MANIFEST, deadline: int | None = None) -> Iterator[tuple[KubeEmulator, Dataplane]]:
+    """An emulated cluster running checkout v1 (Deployment, VirtualService, HTTPRoute), mirrored into
+    ``stack``; the flow finds it through the settings' kubeconfig."""
+    # Rollouts converge after 1 s: time for the bridge to see a new canary and hold it unready
+    # until its process answers, so the smoke test never meets a canary that is not serving.
+    with KubeEmulator(namespace=NS, role_manifest=role_manifest, convergence_seconds=1.0) as kube:
+        kube.seed(stable_deployment(replicas=TOTAL_REPLICAS, deadline=deadline))
+        kube.seed(virtual_service())
+        kube.seed(http_route())
+        monkeypatch.setenv("CANARYFLOW_KUBECONFIG", str(kube.kubeconfig_path))
+        monkeypatch.setenv("CANARYFLOW_KUBE_CONTEXT", "emulator")
+        with Dataplane(kube, stack.controller_url, router=router, interval=0.1) as plane:
+            yield kube, plane
+        plane.check()
+        assert not kube.controller.errors, kube.controller.errors
+
+
+def canary_slot_url(stack: LocalStack) -> str:
+    """The controller runs stable and canary on two fixed ports; the canary gets the one stable does not use."""
+    targets = json.loads((stack.workdir / "targets.json").read_text())[0]["targets"]
+    stable = controller_state(stack)["stable"]["url"]
+    (url,) = [f"http://{t}" for t in targets if f"http://{t}" != stable]
+    return url
+
+
+def release(stack: LocalStack, router: str, version: str, **changes: Any):
+    spec = {**FAST_SPEC, "version": version, "platform": "kubernetes", "namespace": NS,
+            "step_wait_seconds": 3, "min_canary_requests": 15,
+            "kubernetes": {**ROUTER_TARGETS[router], "image": IMAGE.format("$version"),
+                           "canary_url": canary_slot_url(stack)},
+            **changes}
+    state = canary_release(spec, return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+def deployment(kube: KubeEmulator, name: str) -> dict[str, Any] | None:
+    return kube.get("apps/v1", "deployments", NS, name)
+
+
+def assert_routing_is_original(kube: KubeEmulator, router: str) -> None:
+    """istio/gateway-api: the routing object is back as it was (no canary destination, no bookkeeping
+    annotation, other routes and fields untouched); replicas: stable runs every replica."""
+    obj = routing_spec(kube, router)
+    if obj is None:
+        assert deployment(kube, "checkout")["spec"]["replicas"] == TOTAL_REPLICAS
+        return
+    original = original_routing(router)
+    assert obj["spec"] == original["spec"]
+    assert ORIGINAL_SPEC_ANNOTATION not in (obj["metadata"].get("annotations") or {})
+    assert obj["metadata"].get("labels") == original["metadata"].get("labels")
+
+
+def assert_canary_gone_stable_on(kube: KubeEmulator, version: str) -> None:
+    assert deployment(kube, "checkout-canary") is None
+    stable = deployment(kube, "checkout")
+    assert image_of(stable) == IMAGE.format(version)
+    assert image_of(stable, "log-shipper") == "fluent-bit:3.0"  # the sidecar is never touched
+    assert stable["status"].get("availableReplicas") == TOTAL_REPLICAS
+
+
+def assert_local_rolled_back(stack: LocalStack) -> dict[str, Any]:
+    proxy = controller_state(stack)
+    assert proxy["canary"] is None and proxy["canary_weight"] == 0
+    assert proxy["stable"]["version"] == "v1"
+    return proxy
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_healthy_version_is_promoted(stack, prefect_server, monkeypatch, router):
+    with cluster(stack, monkeypatch, router) as (kube, plane):
+        state, summary = release(stack, router, "v2")
+        assert state.is_completed(), state.message
+        assert summary["status"] == "promoted"
+        passed = [m for m in summary["measurements"] if m["verdict"] == "PASS"]
+        assert {m["weight"] for m in passed} == {10, 50, 100}
+
+        assert_canary_gone_stable_on(kube, "v2")
+        assert deployment(kube, "checkout")["spec"]["template"]["metadata"]["labels"]["version"] == "v2"
+        assert_routing_is_original(kube, router)
+
+    # The data plane followed: users reached v2 in the router's shares, and v2 is stable now.
+    proxy = controller_state(stack)
+    assert proxy["stable"]["version"] == "v2" and proxy["canary"] is None
+    assert proxy["history"][-1]["reason"] == "promote"
+    seen = weights_seen(proxy)
+    assert {10, 50, 100} <= set(seen), seen
+    assert proxy["routed"]["canary"] > 0
+    prom_value(stack, 'sum(http_requests_total{service="checkout",version="v2"})', until=lambda v: v > 0)
+    prom_value(stack, 'deployment_total{service="checkout",status="success"}', until=lambda v: v >= 1)
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_five_percent_errors_roll_back_in_the_first_step(stack, prefect_server, monkeypatch, router):
+    with cluster(stack, monkeypatch, router) as (kube, plane):
+        state, outcome = release(stack, router, "v3-errors")
+        assert state.is_failed()
+        assert isinstance(outcome, ReleaseRolledBack), outcome
+        assert outcome.reason == "high_error_rate"
+        assert "at 10% canary" in outcome.explanation
+        failed = [m for m in outcome.summary["measurements"] if m["verdict"] == "FAIL"]
+        assert failed and all(m["metric"] == "error_rate" and m["value"] > 0.001 for m in failed)
+
+        assert_canary_gone_stable_on(kube, "v1")
+        assert_routing_is_original(kube, router)
+
+    proxy = assert_local_rolled_back(stack)
+    assert proxy["history"][-1]["reason"] == "rollback"
+    assert proxy["routed"]["canary"] > 0  # the errors were real users' requests
+    assert max(weights_seen(proxy)) == 10
+    prom_value(stack, 'deployment_rollback_total{service="checkout",reason="high_error_rate"}', until=lambda v: v >= 1)
+
+
+@pytest.mark.parametrize("router", ROUTERS)
+def test_stuck_rollout_rolls_back_before_any_user_traffic(stack, prefect_server, monkeypatch, router):
+    with cluster(stack, monkeypatch, router, deadline=2) as (kube, plane):
+        kube.stuck_images.add(IMAGE.format("v2"))  # e.g. the image cannot be pulled
+        state, outcome = release(stack, router, "v2")
+        assert state.is_failed()
+        assert isinstance(outcome, ReleaseRolledBack), outcome
+        assert outcome.reason == "rollout_stuck"
+        assert "progress deadline" in outcome.explanation, outcome.explanation
+        stages = [s["stage"] for s in outcome.summary["steps"]]
+        assert stages[-1] == "rollback" and not any(s.startswith("step") for s in stages), stages
+        assert not any(e.subresource == "scale" for e in kube.audit)  # replicas: never moved users
+
+        assert_canary_gone_stable_on(kube, "v1")
+        assert_routing_is_original(kube, router)
+
+    proxy = assert_local_rolled_back(stack)
+    assert proxy["routed"]["canary"] == 0
+    assert max(weights_seen(proxy), default=0) == 0
+
+
+def test_missing_permission_fails_naming_it_and_leaves_traffic_on_stable(stack, prefect_server, monkeypatch,
+                                                                         tmp_path):
+    docs = list(yaml.safe_load_all(RBAC_MANIFEST.read_text()))
+    role = next(d for d in docs if d and d["kind"] == "Role")
+    rule = next(r for r in role["rules"] if r["resources"] == ["virtualservices"])
+    rule["verbs"] = [v for v in rule["verbs"] if v != "patch"]
+    manifest = tmp_path / "rbac-without-vs-patch.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+
+    with cluster(stack, monkeypatch, "istio", role_manifest=manifest) as (kube, plane):
+        state, outcome = release(stack, "istio", "v2")
+        assert state.is_failed()
+        assert isinstance(outcome, ReleaseRolledBack), outcome
+        assert outcome.reason == "platform_error"
+        for words in ("RBAC refused", "cannot patch", "virtualservices", '"checkout"', 'namespace "shop"'):
+            assert words in outcome.explanation, outcome.explanation
+        assert "patch" in state.message and "virtualservices" in state.message
+
+        refused = {(e.verb, e.resource) for e in kube.audit if e.status == 403}
+        assert refused == {("patch", "virtualservices")}
+        assert not any(e.verb == "create" for e in kube.audit)  # refused before any canary pod existed
+        assert deployment(kube, "checkout-canary") is None
+        assert image_of(deployment(kube, "checkout")) == IMAGE.format("v1")
+        assert_routing_is_original(kube, "istio")
+
+    proxy = assert_local_rolled_back(stack)
+    assert proxy["history"] == [] and proxy["routed"]["canary"] == 0

@@ -1,0 +1,177 @@
+"""Operating releases on a real Prefect server: scheduled retries of an aborted canary, one
+release per service at a time, and the approval gate answered from the CLI or the API."""
+
+from __future__ import annotations
+
+import contextvars
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from canaryflow.local.procs import free_port
+from canaryflow.release import ReleaseRolledBack
+from canaryflow.retries import RETRY_TAG
+from flows.release import canary_release
+from tests.e2e.conftest import FAST_SPEC, ROOT, cli_env, controller_state, prefect_cli, weights_seen
+
+pytestmark = pytest.mark.e2e
+
+
+def client():
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
+
+
+def runs_of(deployment_name: str) -> list[Any]:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with client() as c:
+        deployment = c.read_deployment_by_name(deployment_name)
+        return c.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])))
+
+
+def start_and_execute(deployment_name: str, spec: dict[str, Any], env: dict[str, str]) -> Any:
+    """Create a run of the deployment and execute it as a worker would (``prefect flow-run execute``)."""
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(deployment_name, parameters={"spec": spec}, timeout=0)
+    done = prefect_cli("flow-run", "execute", str(flow_run.id), env=env, timeout=180)
+    with client() as c:
+        finished = c.read_flow_run(flow_run.id)
+    assert finished.state.is_final(), done.stdout[-2000:] + done.stderr[-2000:]
+    return finished
+
+
+def retries_of(origin: str) -> list[Any]:
+    return [r for r in runs_of("canary-release/production")
+            if RETRY_TAG in r.tags and r.parameters.get("retry_of") == origin]
+
+
+def test_a_transient_abort_schedules_a_retry_with_the_right_time_and_parameters(prefect_server, deployments):
+    spec = {**FAST_SPEC, "version": "v7", "retry": {"backoff_seconds": 120, "max_attempts": 3}}
+    dead_prometheus = f"http://127.0.0.1:{free_port()}"
+    before = datetime.now(timezone.utc)
+    original = start_and_execute("canary-release/production", spec,
+                                 cli_env(prefect_server, CANARYFLOW_PROMETHEUS_URL=dead_prometheus))
+    after = datetime.now(timezone.utc)
+    assert original.state.is_failed() and "not ready" in original.state.message
+
+    [retry] = retries_of(str(original.id))
+    assert retry.state.is_scheduled()
+    assert before + timedelta(seconds=119) <= retry.expected_start_time <= after + timedelta(seconds=121)
+    assert retry.parameters["attempt"] == 2
+    assert retry.parameters["spec"]["version"] == "v7" and retry.parameters["spec"]["retry"]["backoff_seconds"] == 120
+    assert {"attempt:2", RETRY_TAG, "env:production"} <= set(retry.tags)
+
+    # By hand, for a chosen time: `canaryflow retry <id> --at`.
+    at = (datetime.now(timezone.utc) + timedelta(hours=2)).replace(microsecond=0)
+    cli = subprocess.run([sys.executable, "-m", "canaryflow", "retry", str(original.id), "--at", at.isoformat()],
+                         cwd=ROOT, env=cli_env(prefect_server), capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    manual = [r for r in retries_of(str(original.id)) if "manual-retry" in r.tags]
+    assert len(manual) == 1 and manual[0].expected_start_time == at and manual[0].state.is_scheduled()
+
+
+def test_a_bad_version_schedules_no_retry(prefect_server, deployments, stack):
+    original = start_and_execute("canary-release/production", {**FAST_SPEC, "version": "v3-errors"},
+                                 cli_env(prefect_server))
+    assert original.state.is_failed() and "high_error_rate" in original.state.message
+    assert retries_of(str(original.id)) == []
+    assert controller_state(stack)["stable"]["version"] == "v1"
+
+
+def test_a_second_release_of_a_service_waits_for_the_first_and_changes_nothing(prefect_server, stack):
+    from prefect.concurrency.sync import concurrency
+
+    from tasks.locks import ensure_limit, lock_name
+
+    ensure_limit(lock_name("checkout"))
+    with concurrency(lock_name("checkout"), strict=True):  # a release of checkout is in progress
+        state = canary_release({**FAST_SPEC, "version": "v2", "queue_timeout_seconds": 1}, return_state=True)
+    assert state.is_failed()
+    assert "another release of checkout is in progress" in state.message
+    proxy = controller_state(stack)
+    assert proxy["canary"] is None and proxy["history"] == []  # the platform was never touched
+
+
+GATED = {**FAST_SPEC, "version": "v2", "step_wait_seconds": 2, "traffic_lease_seconds": 2,
+         "approval": {"environments": ["production"], "timeout_seconds": 20, "poll_seconds": 1}}
+
+
+def paused_run_id(timeout: float = 60) -> str:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with client() as c:
+            paused = c.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+        if paused:
+            return str(paused[0].id)
+        time.sleep(0.5)
+    raise AssertionError("the release never paused for approval")
+
+
+def release_answered_by(answer: Callable[[str], None], spec: dict[str, Any]) -> tuple[Any, Any]:
+    """Run the gated release here (flows belong in the main thread); a person answers from another."""
+    errors: list[BaseException] = []
+
+    def person() -> None:
+        try:
+            answer(paused_run_id())
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    # The Prefect settings of the test session live in a context variable: carry them into the thread.
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(person,), daemon=True)
+    thread.start()
+    state = canary_release(spec, return_state=True)
+    thread.join(timeout=30)
+    assert not errors, errors
+    return state, state.result(raise_on_failure=False)
+
+
+def test_approved_from_the_cli_goes_on_to_full_traffic(prefect_server, stack):
+    weights_while_paused: list[int] = []
+
+    def approve_from_cli(run_id: str) -> None:
+        time.sleep(5)  # more than two leases: the gate must keep renewing the canary's weight
+        weights_while_paused.append(controller_state(stack)["canary_weight"])
+        cli = subprocess.run([sys.executable, "-m", "canaryflow", "approve", run_id, "--reason",
+                              "dashboards look fine", "--by", "sre-on-call"], cwd=ROOT, env=cli_env(prefect_server),
+                             capture_output=True, text=True, timeout=60)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+
+    state, summary = release_answered_by(approve_from_cli, GATED)
+    assert state.is_completed(), state.message
+    assert weights_while_paused == [50]
+    assert weights_seen(controller_state(stack)) == [10, 50, 100, 0]
+    gate = next(s for s in summary["steps"] if s["stage"] == "approval")
+    assert gate["outcome"] == "approved" and gate["detail"] == "approved by sre-on-call: dashboards look fine"
+
+
+def test_rejected_rolls_back_with_reason_manual(prefect_server, stack):
+    from canaryflow.operate import answer_approval
+
+    state, outcome = release_answered_by(
+        lambda run_id: answer_approval(run_id, approved=False, reason="error budget spent", by="lead"), GATED)
+    assert isinstance(outcome, ReleaseRolledBack) and outcome.reason == "manual"
+    assert "rejected by lead: error budget spent" in outcome.explanation
+    proxy = controller_state(stack)
+    assert max(weights_seen(proxy)) == 50 and proxy["canary"] is None and proxy["stable"]["version"] == "v1"
+
+
+def test_no_answer_in_time_rolls_back_with_reason_manual(prefect_server, stack):
+    state = canary_release({**GATED, "approval": {**GATED["approval"], "timeout_seconds": 3}}, return_state=True)
+    outcome = state.result(raise_on_failure=False)
+    assert isinstance(outcome, ReleaseRolledBack) and outcome.reason == "manual"
+    assert outcome.explanation == "no approval within 3 s"
+    assert controller_state(stack)["canary"] is None

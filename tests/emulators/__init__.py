@@ -1,0 +1,1 @@
+"""In-process emulators of the HTTP APIs canaryflow drives (Kubernetes, Grafana), for tests."""

@@ -1,0 +1,71 @@
+"""The example CI jobs in deployments/ really sign and post: their shell scripts (openssl, jq, curl)
+are run against the receiver served by uvicorn, with an in-memory starter."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from canaryflow.webhook import WebhookConfig, WebhookSecrets, create_app
+from canaryflow.webhook.starter import InMemoryStarter
+from tests.integration.served import ServedApp
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "ci-example-s3cret"
+pytestmark = [pytest.mark.timeout(60),
+              pytest.mark.skipif(not all(shutil.which(t) for t in ("curl", "openssl", "jq", "bash")),
+                                 reason="needs curl, openssl, jq and bash")]
+
+
+@pytest.fixture
+def served():
+    starter = InMemoryStarter()
+    app = create_app(WebhookConfig(rate_limit_per_second=0), starter=starter,
+                     secrets=WebhookSecrets(generic=SecretStr(SECRET)))
+    with ServedApp(app) as served:
+        served.starter = starter
+        yield served
+
+
+def run_script(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script], env={"PATH": os.environ["PATH"], **env}, cwd=cwd,
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_github_actions_example_signs_and_posts(served, tmp_path):
+    workflow = yaml.safe_load((ROOT / "deployments/github-actions-release.yml").read_text())
+    [step] = workflow["jobs"]["canary"]["steps"]
+    env = {"CANARYFLOW_WEBHOOK_URL": served.url, "CANARYFLOW_WEBHOOK_SECRET": SECRET, "SERVICE": "checkout",
+           "VERSION": "v1.2.3", "ENVIRONMENT": "production", "IMAGE": "ghcr.io/acme/checkout:v1.2.3",
+           "DELIVERY": "1234567890-1", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    for _ in range(2):  # the second post is a redelivery: same run, curl still succeeds (200)
+        done = run_script(step["run"], env, tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+    [run] = served.starter.runs.values()
+    spec = run["request"].parameters["spec"]
+    assert (spec["service"], spec["version"], spec["environment"]) == ("checkout", "v1.2.3", "production")
+    assert run["request"].idempotency_key == "generic:1234567890-1"
+    assert SECRET not in done.stdout + done.stderr
+
+    done = run_script(step["run"], {**env, "CANARYFLOW_WEBHOOK_SECRET": "wrong"}, tmp_path)
+    assert done.returncode != 0 and "signature invalid" in done.stdout + done.stderr
+
+
+def test_gitlab_ci_example_signs_and_posts(served, tmp_path):
+    pipeline = yaml.safe_load((ROOT / "deployments/gitlab-ci-release.yml").read_text())
+    job = pipeline["canary-release"]
+    env = {"CANARYFLOW_WEBHOOK_URL": served.url, "CANARYFLOW_WEBHOOK_SECRET": SECRET,
+           "CI_PROJECT_NAME": "orders", "CI_COMMIT_TAG": "v9.0.0", "CI_REGISTRY_IMAGE": "registry.example/acme/orders",
+           "CI_PIPELINE_ID": "5501", "CI_JOB_ID": "88001", **job["variables"]}
+    done = run_script("\n".join(job["script"]), env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [run] = served.starter.runs.values()
+    spec = run["request"].parameters["spec"]
+    assert (spec["service"], spec["version"], spec["environment"]) == ("orders", "v9.0.0", "staging")
+    assert run["request"].idempotency_key == "generic:5501-88001"

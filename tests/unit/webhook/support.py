@@ -1,0 +1,52 @@
+"""Signed request builders shared by the webhook tests and the benchmark-like checks."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from canaryflow.webhook.signatures import sign_generic, sign_github
+
+GITHUB_SECRET = "gh-s3cret-DO-NOT-LEAK"
+GITLAB_TOKEN = "gl-t0ken-DO-NOT-LEAK"
+GENERIC_SECRET = "gen-s3cret-DO-NOT-LEAK"
+ALL_SECRETS = (GITHUB_SECRET, GITLAB_TOKEN, GENERIC_SECRET)
+
+
+def body_of(payload: Any) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def generic_headers(body: bytes, *, secret: str = GENERIC_SECRET, timestamp: int | None = None,
+                    delivery: str | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {"content-type": "application/json", "x-canaryflow-timestamp": ts,
+            "x-canaryflow-signature": sign_generic(secret, ts, body),
+            "x-canaryflow-delivery": delivery or uuid.uuid4().hex}
+
+
+def github_headers(body: bytes, *, event: str = "deployment", secret: str = GITHUB_SECRET,
+                   delivery: str | None = None) -> dict[str, str]:
+    return {"content-type": "application/json", "x-github-event": event,
+            "x-github-delivery": delivery or str(uuid.uuid4()),
+            "x-hub-signature-256": sign_github(secret, body)}
+
+
+def gitlab_headers(*, event: str = "Pipeline Hook", token: str = GITLAB_TOKEN,
+                   delivery: str | None = None) -> dict[str, str]:
+    return {"content-type": "application/json", "x-gitlab-event": event, "x-gitlab-token": token,
+            "x-gitlab-event-uuid": delivery or str(uuid.uuid4())}
+
+
+def github_deployment(service: str = "checkout", version: str = "v2", environment: str = "staging",
+                      **custom: Any) -> dict[str, Any]:
+    return {"action": "created", "repository": {"name": service},
+            "deployment": {"environment": environment, "sha": "0" * 40,
+                           "payload": {"service": service, "version": version, **custom}}}
+
+
+def gitlab_pipeline(service: str = "checkout", tag: str = "v3") -> dict[str, Any]:
+    return {"object_kind": "pipeline", "project": {"name": service, "path_with_namespace": f"acme/{service}"},
+            "object_attributes": {"status": "success", "ref": tag, "tag": True, "sha": "1" * 40}}

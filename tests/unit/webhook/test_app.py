@@ -1,0 +1,324 @@
+"""The receiver over ASGI with an in-memory starter: every status code and what it guarantees.
+
+No request that fails a gate reaches the starter (``starter.runs`` stays empty)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import httpx
+
+from canaryflow.webhook import WebhookConfig, WebhookSecrets, create_app
+from canaryflow.webhook.starter import InMemoryStarter, StarterUnavailable
+from canaryflow.webhook.signatures import sign_generic
+from pydantic import SecretStr
+from tests.unit.webhook.support import (ALL_SECRETS, GENERIC_SECRET, GITHUB_SECRET, GITLAB_TOKEN, body_of,
+                                        generic_headers, github_deployment, github_headers, gitlab_headers,
+                                        gitlab_pipeline)
+
+SECRETS = WebhookSecrets(github=SecretStr(GITHUB_SECRET), gitlab=SecretStr(GITLAB_TOKEN),
+                         generic=SecretStr(GENERIC_SECRET))
+RELEASE = {"service": "checkout", "version": "v2", "environment": "staging"}
+
+
+def make(starter=None, secrets=SECRETS, **config):
+    config.setdefault("rate_limit_per_second", 0)
+    starter = starter if starter is not None else InMemoryStarter()
+    app = create_app(WebhookConfig(**config), starter=starter, secrets=secrets)
+    return app, starter
+
+
+async def send(app, method: str, path: str, **kwargs) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+        return await client.request(method, path, **kwargs)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def post_generic(app, payload=RELEASE, **header_kwargs) -> httpx.Response:
+    body = body_of(payload)
+    return run(send(app, "POST", "/hooks/generic", content=body, headers=generic_headers(body, **header_kwargs)))
+
+
+def test_generic_release_starts_one_run_with_a_validated_spec():
+    app, starter = make()
+    response = post_generic(app, delivery="build-42-1")
+    assert response.status_code == 202, response.text
+    data = response.json()
+    assert data["duplicate"] is False and data["idempotency_key"] == "generic:build-42-1"
+    assert data["deployment"] == "canary-release/staging"
+    assert data["flow_run_name"] == "release/checkout/v2/staging"
+    [stored] = starter.runs.values()
+    request = stored["request"]
+    assert request.parameters["spec"]["thresholds"] == {"max_error_rate": 0.01, "max_p95_latency_ms": 500.0}
+    assert set(request.tags) == {"webhook", "source:generic", "service:checkout", "environment:staging"}
+
+
+def test_same_delivery_twice_is_one_run_and_answers_200():
+    app, starter = make()
+    first = post_generic(app, delivery="build-7-1")
+    second = post_generic(app, delivery="build-7-1")
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert second.json()["duplicate"] is True
+    assert first.json()["flow_run_id"] == second.json()["flow_run_id"]
+    assert len(starter.runs) == 1
+
+
+def test_replayed_signature_with_a_new_delivery_id_returns_the_original_run():
+    app, starter = make()
+    body, ts = body_of(RELEASE), int(time.time())
+    headers = generic_headers(body, timestamp=ts, delivery="orig-1")
+    first = run(send(app, "POST", "/hooks/generic", content=body, headers=headers))
+    replay = run(send(app, "POST", "/hooks/generic", content=body,
+                      headers={**headers, "x-canaryflow-delivery": "forged-2"}))
+    assert first.status_code == 202 and replay.status_code == 200
+    assert replay.json()["flow_run_id"] == first.json()["flow_run_id"]
+    assert len(starter.runs) == 1
+
+
+def test_missing_and_invalid_signatures_are_401_and_start_nothing():
+    app, starter = make()
+    body = body_of(RELEASE)
+    good = generic_headers(body)
+    cases = {
+        "signature missing": [{k: v for k, v in good.items() if k != "x-canaryflow-signature"},
+                              {k: v for k, v in good.items() if k != "x-canaryflow-timestamp"}],
+        "signature invalid": [{**good, "x-canaryflow-signature": "sha256=" + "0" * 64},
+                              generic_headers(body, secret="wrong"),
+                              generic_headers(body, timestamp=int(time.time()) - 301),  # stale
+                              generic_headers(body, timestamp=int(time.time()) + 301),  # future
+                              {**good, "x-canaryflow-timestamp": "yesterday"}],
+    }
+    for message, header_sets in cases.items():
+        for headers in header_sets:
+            response = run(send(app, "POST", "/hooks/generic", content=body, headers=headers))
+            assert response.status_code == 401 and response.json() == {"error": message}
+    tampered = run(send(app, "POST", "/hooks/generic", content=body.replace(b"v2", b"v3"), headers=good))
+    assert tampered.status_code == 401
+    assert starter.runs == {}
+
+
+def test_replay_with_stale_timestamp_is_refused():
+    app, starter = make()
+    body, old = body_of(RELEASE), int(time.time()) - 600
+    headers = generic_headers(body, timestamp=old)  # a genuine signature, captured ten minutes ago
+    response = run(send(app, "POST", "/hooks/generic", content=body, headers=headers))
+    assert response.status_code == 401 and response.json() == {"error": "signature invalid"}
+    assert starter.runs == {}
+
+
+def test_disabled_source_answers_401_to_everything():
+    app, starter = make(secrets=WebhookSecrets(github=SecretStr(GITHUB_SECRET)))
+    body = body_of(RELEASE)
+    response = run(send(app, "POST", "/hooks/generic", content=body, headers=generic_headers(body)))
+    assert response.status_code == 401 and response.json() == {"error": "signature invalid"}
+    response = run(send(app, "POST", "/hooks/gitlab", content=body, headers=gitlab_headers()))
+    assert response.status_code == 401
+    assert starter.runs == {}
+
+
+def test_declared_oversized_body_is_413_before_reading():
+    app, starter = make(max_body_bytes=1000)
+    body = body_of({**RELEASE, "spec": {"smoke": [{"path": "/" + "x" * 2000}]}})
+    response = run(send(app, "POST", "/hooks/generic", content=body, headers=generic_headers(body)))
+    assert response.status_code == 413 and response.headers["connection"] == "close"
+    assert starter.runs == {}
+
+
+def _raw_asgi_post(app, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, bytes, int]:
+    """Drive the ASGI app directly: lets a request declare one Content-Length and stream another size.
+    Returns (status, body, bytes the app pulled)."""
+    received = {"bytes": 0}
+    queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent: list[dict] = []
+
+    async def receive():
+        if queue:
+            message = queue.pop(0)
+            received["bytes"] += len(message["body"])
+            return message
+        await asyncio.sleep(3600)
+
+    async def send_(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send_))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], body, received["bytes"]
+
+
+def test_streamed_body_over_the_cap_is_aborted_with_413_whatever_content_length_says():
+    app, starter = make(max_body_bytes=1000)
+    chunks = [b"x" * 400] * 10  # 4000 bytes in 10 chunks
+    body = b"".join(chunks)
+    headers = generic_headers(body)
+    for declared in ({}, {"content-length": "10"}):  # absent (chunked) or lying
+        status, answer, pulled = _raw_asgi_post(app, "/hooks/generic", {**headers, **declared}, list(chunks))
+        assert status == 413, answer
+        assert pulled <= 1200  # stopped at the first chunk over the cap, not after reading it all
+    assert starter.runs == {}
+
+
+def test_malformed_json_is_400_after_authentication():
+    app, starter = make()
+    for body in (b"{not json", b"\xff\xfe", b"[1, 2]", b""):
+        response = run(send(app, "POST", "/hooks/generic", content=body, headers=generic_headers(body)))
+        assert response.status_code == 400, body
+    assert starter.runs == {}
+
+
+def test_invalid_spec_is_422_with_field_names():
+    app, starter = make()
+    response = post_generic(app, {"service": "Bad_Name", "version": "v2", "environment": "qa",
+                                  "spec": {"steps": [50, 10]}})
+    assert response.status_code == 422
+    assert set(response.json()["fields"]) >= {"service", "environment", "steps"}
+    response = post_generic(app, {"service": "checkout", "version": "v2", "extra": 1})
+    assert response.status_code == 422 and response.json()["fields"] == ["extra"]
+    assert starter.runs == {}
+
+
+def test_deployment_missing_for_environment_is_422():
+    app, starter = make(InMemoryStarter(deployments=("canary-release/staging",)))
+    response = post_generic(app, {**RELEASE, "environment": "production"})
+    assert response.status_code == 422 and response.json()["fields"] == ["environment"]
+    assert "canary-release/production" in response.json()["error"]
+
+
+def test_orchestrator_down_or_slow_is_503_with_retry_after():
+    class Down:
+        async def start(self, request):
+            raise StarterUnavailable("Prefect API unreachable (ConnectError)")
+
+    app, _ = make(Down())
+    response = post_generic(app)
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+
+    app, starter = make(InMemoryStarter(delay_seconds=5), start_timeout_seconds=0.1)
+    response = post_generic(app)
+    assert response.status_code == 503
+
+
+def test_github_deployment_ping_ignored_and_allow_list():
+    app, starter = make()
+    body = body_of(github_deployment(version="v5", environment="production", image="ghcr.io/acme/checkout:v5"))
+    response = run(send(app, "POST", "/hooks/github", content=body,
+                        headers=github_headers(body, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")))
+    assert response.status_code == 202, response.text
+    data = response.json()
+    assert (data["environment"], data["version"], data["image"]) == ("production", "v5", "ghcr.io/acme/checkout:v5")
+    assert data["idempotency_key"] == "github:72d3162e-cc78-11e3-81ab-4c9367dc0958"
+
+    ping = body_of({"zen": "Keep it logically awesome.", "hook_id": 1})
+    response = run(send(app, "POST", "/hooks/github", content=ping, headers=github_headers(ping, event="ping")))
+    assert response.status_code == 200 and response.json() == {"pong": True}
+
+    push = body_of({"ref": "refs/heads/main", "repository": {"name": "checkout"}})
+    response = run(send(app, "POST", "/hooks/github", content=push, headers=github_headers(push, event="push")))
+    assert response.status_code == 202 and "allow-list" in response.json()["ignored"]
+
+    forged = run(send(app, "POST", "/hooks/github", content=body,
+                      headers=github_headers(body, secret="It's a Secret to Everybody")))
+    assert forged.status_code == 401
+    assert len(starter.runs) == 1
+
+
+def test_github_form_encoded_delivery():
+    from urllib.parse import urlencode
+
+    app, starter = make()
+    body = urlencode({"payload": json.dumps(github_deployment())}).encode()
+    headers = {**github_headers(body), "content-type": "application/x-www-form-urlencoded"}
+    response = run(send(app, "POST", "/hooks/github", content=body, headers=headers))
+    assert response.status_code == 202, response.text
+
+
+def test_json_is_accepted_whatever_the_content_type():
+    app, starter = make()
+    body = body_of(RELEASE)
+    for content_type in ("application/x-www-form-urlencoded", "text/plain"):  # curl -d defaults to the first
+        headers = {**generic_headers(body), "content-type": content_type}
+        response = run(send(app, "POST", "/hooks/generic", content=body, headers=headers))
+        assert response.status_code in (200, 202), response.text
+
+
+def test_gitlab_pipeline_hook_and_token():
+    app, starter = make()
+    body = body_of(gitlab_pipeline())
+    response = run(send(app, "POST", "/hooks/gitlab", content=body,
+                        headers={**gitlab_headers(delivery="a-1"), "idempotency-key": "retry-key-9"}))
+    assert response.status_code == 202, response.text
+    assert response.json()["idempotency_key"] == "gitlab:retry-key-9"
+    assert response.json()["version"] == "v3"
+    wrong = run(send(app, "POST", "/hooks/gitlab", content=body, headers=gitlab_headers(token="nope")))
+    assert wrong.status_code == 401 and wrong.json() == {"error": "signature invalid"}
+    missing = {k: v for k, v in gitlab_headers().items() if k != "x-gitlab-token"}
+    response = run(send(app, "POST", "/hooks/gitlab", content=body, headers=missing))
+    assert response.json() == {"error": "signature missing"}
+    assert len(starter.runs) == 1
+
+
+def test_invalid_delivery_id_is_400():
+    app, starter = make()
+    response = post_generic(app, delivery="../../etc;rm -rf")
+    assert response.status_code == 400 and starter.runs == {}
+
+
+def test_rate_limit_is_per_source_with_retry_after():
+    app, starter = make(rate_limit_per_second=1, rate_limit_burst=2)
+
+    async def burst():
+        answers = []
+        for n in range(3):
+            body = body_of({**RELEASE, "version": f"v{n}"})
+            answers.append(await send(app, "POST", "/hooks/generic", content=body, headers=generic_headers(body)))
+        body = body_of(github_deployment())
+        answers.append(await send(app, "POST", "/hooks/github", content=body, headers=github_headers(body)))
+        return answers
+
+    first, second, third, other_source = run(burst())
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert third.status_code == 429 and third.headers["retry-after"] == "1"
+    assert other_source.status_code == 202
+
+
+def test_unknown_route_wrong_method_and_healthz():
+    app, _ = make()
+    assert run(send(app, "POST", "/hooks/bitbucket", content=b"{}")).status_code == 404
+    assert run(send(app, "GET", "/nope")).json() == {"error": "not found"}
+    assert run(send(app, "GET", "/hooks/github")).status_code == 405
+    health = run(send(app, "GET", "/healthz"))
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+
+
+def test_secrets_never_in_responses_or_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+    app, _ = make(rate_limit_per_second=1, rate_limit_burst=3)
+    body = body_of(RELEASE)
+    answers = [
+        run(send(app, "POST", "/hooks/generic", content=body, headers=generic_headers(body))),
+        run(send(app, "POST", "/hooks/generic", content=body,
+                 headers=generic_headers(body, secret=GENERIC_SECRET + "x"))),
+        run(send(app, "POST", "/hooks/gitlab", content=body, headers=gitlab_headers(token=GITLAB_TOKEN[:-1]))),
+        run(send(app, "POST", "/hooks/gitlab", content=body, headers=gitlab_headers())),
+    ]
+    for response in answers:
+        text = response.text + json.dumps(dict(response.headers))
+        assert not any(secret in text for secret in ALL_SECRETS)
+    logged = caplog.text + " ".join(str(r.args) for r in caplog.records)
+    assert logged  # something was logged
+    for secret in ALL_SECRETS:
+        assert secret not in logged and secret[:-1] not in logged
+    signature = sign_generic(GENERIC_SECRET, "1", body)[7:]
+    assert signature[:16] not in logged
