@@ -211,7 +211,11 @@ def webhook_serve(
     """Receive signed CI webhooks (GitHub, GitLab, generic) and start release runs."""
     from canaryflow.webhook import serve
 
-    serve(host=host, port=port)
+    try:
+        serve(host=host, port=port)
+    except ConfigError as exc:  # secrets, base spec and settings are checked before the port opens
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
 
 
 @local_app.command("versions")

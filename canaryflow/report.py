@@ -39,28 +39,32 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
 
 
 def print_plan(console: Console, spec: Any) -> None:
-    """What ``canaryflow plan`` shows: the release as it would run, from the validated spec alone."""
+    """What ``canaryflow plan`` shows: the release as it would run, from the validated spec alone.
+
+    Queries are printed as plain lines (not in a table) so they can be copied into Prometheus whole.
+    """
     console.print(f"[bold]{escape(spec.run_name)}[/bold] on platform [bold]{spec.platform}[/bold] "
                   f"(namespace {spec.namespace})")
     steps = Table(title="steps", title_justify="left")
-    for column in ("#", "canary weight", "wait", "analysis every", "hold at most", "gate"):
+    for column in ("#", "canary weight", "wait", "analysis every", "hold at most"):
         steps.add_column(column)
     for index, weight in enumerate(spec.steps):
-        gate = ("approval before this step" if spec.needs_approval and index == len(spec.steps) - 1 else "")
         steps.add_row(str(index + 1), f"{weight}%", f"{spec.step_wait_seconds:g} s",
-                      f"{spec.analysis_interval_seconds:g} s", f"+{spec.max_hold_seconds:g} s", gate)
+                      f"{spec.analysis_interval_seconds:g} s", f"+{spec.max_hold_seconds:g} s")
     console.print(steps)
-    console.print(f"thresholds ({spec.environment.value}): error rate <= {spec.max_error_rate:.4%}, "
-                  f"p95 latency <= {spec.max_p95_latency_ms:g} ms; at least {spec.min_canary_requests} canary "
-                  f"requests per verdict; {spec.max_consecutive_errors} query errors in a row roll back")
-    console.print(f"smoke tests: {', '.join(f'{c.method} {c.path} -> {c.expect_status}' for c in spec.smoke) or 'none'}")
-    retry = spec.retry
-    console.print(f"retries: up to {retry.max_attempts} attempts on {', '.join(retry.on_reasons)}; "
-                  f"backoff {retry.backoff_seconds:g} s x{retry.backoff_factor:g} (max {retry.max_backoff_seconds:g} s)")
-    queries = Table(title=f"queries (window {spec.analysis_window})", title_justify="left")
-    queries.add_column("metric")
-    queries.add_column("PromQL", overflow="fold")
+    lines = [
+        f"thresholds ({spec.environment.value}): error rate <= {spec.max_error_rate:.4%}, p95 latency <= "
+        f"{spec.max_p95_latency_ms:g} ms; at least {spec.min_canary_requests} canary requests per verdict; "
+        f"{spec.max_consecutive_errors} query errors in a row roll back",
+        "smoke tests: " + (", ".join(f"{c.method} {c.path} -> {c.expect_status}" for c in spec.smoke) or "none"),
+        f"retries: up to {spec.retry.max_attempts} attempts on {', '.join(spec.retry.on_reasons)}; backoff "
+        f"{spec.retry.backoff_seconds:g} s x{spec.retry.backoff_factor:g} (max {spec.retry.max_backoff_seconds:g} s)",
+        (f"approval gate: before step {len(spec.steps)} ({spec.steps[-1]}%), rollback after "
+         f"{spec.approval.timeout_seconds} s without an answer" if spec.needs_approval else "approval gate: none"),
+        f"queries (window {spec.analysis_window}):",
+    ]
+    for line in lines:
+        console.print(escape(line), soft_wrap=True)
     for name, promql in spec.rendered_queries().items():
-        queries.add_row(name, escape(promql))
-    console.print(queries)
+        console.print(f"  [bold]{name}[/bold]: {escape(promql)}", soft_wrap=True)
     console.print("[dim]plan only: nothing was changed[/dim]")

@@ -227,5 +227,11 @@ class KubernetesPlatform:
                 if self.target.router == "replicas":
                     self.workloads.scale(self.stable_name, self.workloads.total(self.target.total_replicas))
                 self._wait_stable("rollback")
-            self.router.restore()
+            try:
+                self.router.restore()
+            except PlatformError:
+                # Traffic could not be moved (e.g. RBAC refused the scale): the canary must still go,
+                # or users keep reaching it. Less capacity beats serving a version being rolled back.
+                self.api.delete_deployment(self.canary_name)
+                raise
             self.api.delete_deployment(self.canary_name)

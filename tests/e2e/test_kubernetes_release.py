@@ -9,11 +9,14 @@ the share the router sets, and the real Prometheus and the same judge decide.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -36,11 +39,67 @@ IMAGE = "registry.example.com/checkout:{}"
 TOTAL_REPLICAS = 10  # so the replicas router can give the canary exactly 10%
 
 
+@pytest.fixture(scope="module")
+def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One data plane for the file (each takes seconds to start); the ``dataplane`` fixture resets it."""
+    with LocalStack(service="checkout", stable="v1", rps=100, workdir=tmp_path_factory.mktemp("stack")) as s:
+        yield s
+
+
+def admin(stack: LocalStack, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    response = httpx.request(method, f"{stack.controller_url}/-/{path}", json=body, timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+@dataclass
+class Mark:
+    """The shared stack, and where its history and counters stood when the test began."""
+
+    stack: LocalStack
+    history: int
+    routed_canary: int
+
+    def state(self) -> dict[str, Any]:
+        """The controller's state, with only this test's weight history and canary request count."""
+        state = controller_state(self.stack)
+        return {**state, "history": state["history"][self.history:],
+                "routed_canary": state["routed"]["canary"] - self.routed_canary}
+
+    def metric(self, promql: str) -> float:
+        body = httpx.get(f"{self.stack.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        result = body["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    def counted(self, promql: str, before: float) -> None:
+        """The pipeline pushed one more: the counter went past ``before`` (read when the test began)."""
+        prom_value(self.stack, promql, until=lambda v: v >= before + 1)
+
+
+@pytest.fixture
+def dataplane(shared_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Mark:
+    """The shared stack running v1 with no canary, as the seeded cluster does; settings point at it."""
+    for name, value in shared_stack.settings_env().items():
+        monkeypatch.setenv(name, value)
+    state = controller_state(shared_stack)
+    if state["canary"] is not None or state["canary_weight"]:
+        admin(shared_stack, "POST", "rollback")
+    if state["stable"]["version"] != "v1":  # an earlier test promoted: release v1 back, as users would
+        admin(shared_stack, "POST", "canary", {"version": "v1"})
+        deadline = time.monotonic() + 30
+        while not (controller_state(shared_stack)["canary"] or {}).get("ready"):
+            assert time.monotonic() < deadline, "v1 did not get ready again"
+            time.sleep(0.1)
+        admin(shared_stack, "POST", "promote")
+    state = assert_local_on_stable(shared_stack)
+    return Mark(shared_stack, len(state["history"]), state["routed"]["canary"])
+
+
 @contextmanager
-def cluster(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, router: str, *,
-            role_manifest: Path = RBAC_MANIFEST, deadline: int | None = None) -> Iterator[tuple[KubeEmulator, Dataplane]]:
+def cluster(mark: Mark, monkeypatch: pytest.MonkeyPatch, router: str, *, role_manifest: Path = RBAC_MANIFEST,
+            deadline: int | None = None) -> Iterator[tuple[KubeEmulator, Dataplane]]:
     """An emulated cluster running checkout v1 (Deployment, VirtualService, HTTPRoute), mirrored into
-    ``stack``; the flow finds it through the settings' kubeconfig."""
+    the data plane; the flow finds it through the settings' kubeconfig."""
     # Rollouts converge after 1 s: time for the bridge to see a new canary and hold it unready
     # until its process answers, so the smoke test never meets a canary that is not serving.
     with KubeEmulator(namespace=NS, role_manifest=role_manifest, convergence_seconds=1.0) as kube:
@@ -49,7 +108,7 @@ def cluster(stack: LocalStack, monkeypatch: pytest.MonkeyPatch, router: str, *,
         kube.seed(http_route())
         monkeypatch.setenv("CANARYFLOW_KUBECONFIG", str(kube.kubeconfig_path))
         monkeypatch.setenv("CANARYFLOW_KUBE_CONTEXT", "emulator")
-        with Dataplane(kube, stack.controller_url, router=router, interval=0.1) as plane:
+        with Dataplane(kube, mark.stack.controller_url, router=router, interval=0.1) as plane:
             yield kube, plane
         plane.check()
         assert not kube.controller.errors, kube.controller.errors
@@ -63,11 +122,11 @@ def canary_slot_url(stack: LocalStack) -> str:
     return url
 
 
-def release(stack: LocalStack, router: str, version: str, **changes: Any):
+def release(mark: Mark, router: str, version: str, **changes: Any):
     spec = {**FAST_SPEC, "version": version, "platform": "kubernetes", "namespace": NS,
             "step_wait_seconds": 3, "min_canary_requests": 15,
             "kubernetes": {**ROUTER_TARGETS[router], "image": IMAGE.format("$version"),
-                           "canary_url": canary_slot_url(stack)},
+                           "canary_url": canary_slot_url(mark.stack)},
             **changes}
     state = canary_release(spec, return_state=True)
     return state, state.result(raise_on_failure=False)
@@ -98,17 +157,22 @@ def assert_canary_gone_stable_on(kube: KubeEmulator, version: str) -> None:
     assert stable["status"].get("availableReplicas") == TOTAL_REPLICAS
 
 
-def assert_local_rolled_back(stack: LocalStack) -> dict[str, Any]:
+def assert_local_on_stable(stack: LocalStack) -> dict[str, Any]:
     proxy = controller_state(stack)
     assert proxy["canary"] is None and proxy["canary_weight"] == 0
     assert proxy["stable"]["version"] == "v1"
     return proxy
 
 
+SUCCESS = 'deployment_total{service="checkout",status="success"}'
+ROLLED_BACK = 'deployment_rollback_total{{service="checkout",reason="{}"}}'
+
+
 @pytest.mark.parametrize("router", ROUTERS)
-def test_healthy_version_is_promoted(stack, prefect_server, monkeypatch, router):
-    with cluster(stack, monkeypatch, router) as (kube, plane):
-        state, summary = release(stack, router, "v2")
+def test_healthy_version_is_promoted(dataplane, prefect_server, monkeypatch, router):
+    successes = dataplane.metric(SUCCESS)
+    with cluster(dataplane, monkeypatch, router) as (kube, plane):
+        state, summary = release(dataplane, router, "v2")
         assert state.is_completed(), state.message
         assert summary["status"] == "promoted"
         passed = [m for m in summary["measurements"] if m["verdict"] == "PASS"]
@@ -119,20 +183,22 @@ def test_healthy_version_is_promoted(stack, prefect_server, monkeypatch, router)
         assert_routing_is_original(kube, router)
 
     # The data plane followed: users reached v2 in the router's shares, and v2 is stable now.
-    proxy = controller_state(stack)
+    proxy = dataplane.state()
     assert proxy["stable"]["version"] == "v2" and proxy["canary"] is None
     assert proxy["history"][-1]["reason"] == "promote"
     seen = weights_seen(proxy)
     assert {10, 50, 100} <= set(seen), seen
-    assert proxy["routed"]["canary"] > 0
-    prom_value(stack, 'sum(http_requests_total{service="checkout",version="v2"})', until=lambda v: v > 0)
-    prom_value(stack, 'deployment_total{service="checkout",status="success"}', until=lambda v: v >= 1)
+    assert proxy["routed_canary"] > 0
+    dataplane.counted(SUCCESS, successes)
 
 
 @pytest.mark.parametrize("router", ROUTERS)
-def test_five_percent_errors_roll_back_in_the_first_step(stack, prefect_server, monkeypatch, router):
-    with cluster(stack, monkeypatch, router) as (kube, plane):
-        state, outcome = release(stack, router, "v3-errors")
+def test_five_percent_errors_roll_back_in_the_first_step(dataplane, prefect_server, monkeypatch, router):
+    rollbacks = dataplane.metric(ROLLED_BACK.format("high_error_rate"))
+    with cluster(dataplane, monkeypatch, router) as (kube, plane):
+        # v3-errors fails one request in twenty, evenly: 40 measured requests (increase() extrapolates,
+        # so fewer were scraped) always include a failure, so the first step cannot pass by luck.
+        state, outcome = release(dataplane, router, "v3-errors", min_canary_requests=40)
         assert state.is_failed()
         assert isinstance(outcome, ReleaseRolledBack), outcome
         assert outcome.reason == "high_error_rate"
@@ -143,35 +209,41 @@ def test_five_percent_errors_roll_back_in_the_first_step(stack, prefect_server, 
         assert_canary_gone_stable_on(kube, "v1")
         assert_routing_is_original(kube, router)
 
-    proxy = assert_local_rolled_back(stack)
+    assert_local_on_stable(dataplane.stack)
+    proxy = dataplane.state()
     assert proxy["history"][-1]["reason"] == "rollback"
-    assert proxy["routed"]["canary"] > 0  # the errors were real users' requests
+    assert proxy["routed_canary"] > 0  # the errors were real users' requests
     assert max(weights_seen(proxy)) == 10
-    prom_value(stack, 'deployment_rollback_total{service="checkout",reason="high_error_rate"}', until=lambda v: v >= 1)
+    dataplane.counted(ROLLED_BACK.format("high_error_rate"), rollbacks)
 
 
 @pytest.mark.parametrize("router", ROUTERS)
-def test_stuck_rollout_rolls_back_before_any_user_traffic(stack, prefect_server, monkeypatch, router):
-    with cluster(stack, monkeypatch, router, deadline=2) as (kube, plane):
+def test_stuck_rollout_rolls_back_before_any_user_traffic(dataplane, prefect_server, monkeypatch, router):
+    rollbacks = dataplane.metric(ROLLED_BACK.format("rollout_stuck"))
+    with cluster(dataplane, monkeypatch, router, deadline=2) as (kube, plane):
         kube.stuck_images.add(IMAGE.format("v2"))  # e.g. the image cannot be pulled
-        state, outcome = release(stack, router, "v2")
+        state, outcome = release(dataplane, router, "v2")
         assert state.is_failed()
         assert isinstance(outcome, ReleaseRolledBack), outcome
         assert outcome.reason == "rollout_stuck"
         assert "progress deadline" in outcome.explanation, outcome.explanation
         stages = [s["stage"] for s in outcome.summary["steps"]]
         assert stages[-1] == "rollback" and not any(s.startswith("step") for s in stages), stages
-        assert not any(e.subresource == "scale" for e in kube.audit)  # replicas: never moved users
+        writes = [e for e in kube.audit if (e.resource, e.name) == ("deployments", "checkout") and e.verb != "get"]
+        assert writes == []  # the stable Deployment kept every replica throughout
 
         assert_canary_gone_stable_on(kube, "v1")
         assert_routing_is_original(kube, router)
 
-    proxy = assert_local_rolled_back(stack)
-    assert proxy["routed"]["canary"] == 0
+    assert_local_on_stable(dataplane.stack)
+    proxy = dataplane.state()
+    assert proxy["routed_canary"] == 0
     assert max(weights_seen(proxy), default=0) == 0
+    assert ("canary", {"version": "v2"}) in plane.actions  # its pods were started, just never ready
+    dataplane.counted(ROLLED_BACK.format("rollout_stuck"), rollbacks)
 
 
-def test_missing_permission_fails_naming_it_and_leaves_traffic_on_stable(stack, prefect_server, monkeypatch,
+def test_missing_permission_fails_naming_it_and_leaves_traffic_on_stable(dataplane, prefect_server, monkeypatch,
                                                                          tmp_path):
     docs = list(yaml.safe_load_all(RBAC_MANIFEST.read_text()))
     role = next(d for d in docs if d and d["kind"] == "Role")
@@ -180,8 +252,8 @@ def test_missing_permission_fails_naming_it_and_leaves_traffic_on_stable(stack, 
     manifest = tmp_path / "rbac-without-vs-patch.yaml"
     manifest.write_text(yaml.safe_dump_all(docs))
 
-    with cluster(stack, monkeypatch, "istio", role_manifest=manifest) as (kube, plane):
-        state, outcome = release(stack, "istio", "v2")
+    with cluster(dataplane, monkeypatch, "istio", role_manifest=manifest) as (kube, plane):
+        state, outcome = release(dataplane, "istio", "v2")
         assert state.is_failed()
         assert isinstance(outcome, ReleaseRolledBack), outcome
         assert outcome.reason == "platform_error"
@@ -196,5 +268,7 @@ def test_missing_permission_fails_naming_it_and_leaves_traffic_on_stable(stack, 
         assert image_of(deployment(kube, "checkout")) == IMAGE.format("v1")
         assert_routing_is_original(kube, "istio")
 
-    proxy = assert_local_rolled_back(stack)
-    assert proxy["history"] == [] and proxy["routed"]["canary"] == 0
+    assert_local_on_stable(dataplane.stack)
+    proxy = dataplane.state()
+    assert proxy["history"] == [] and plane.actions == []  # the data plane never saw a canary
+    assert proxy["routed_canary"] == 0

@@ -102,7 +102,7 @@ def test_a_second_release_of_a_service_waits_for_the_first_and_changes_nothing(p
 
 
 GATED = {**FAST_SPEC, "version": "v2", "step_wait_seconds": 2, "traffic_lease_seconds": 2,
-         "approval": {"environments": ["production"], "timeout_seconds": 20, "poll_seconds": 1}}
+         "approval": {"environments": ["production"], "timeout_seconds": 90, "poll_seconds": 1}}
 
 
 def paused_run_id(timeout: float = 60) -> str:

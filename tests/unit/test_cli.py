@@ -34,7 +34,9 @@ def test_local_versions_lists_the_catalogue():
 
 def test_every_command_has_help():
     for args in (["--help"], ["release", "--help"], ["demo", "--help"], ["local", "--help"],
-                 ["local", "release", "--help"], ["local", "up", "--help"]):
+                 ["local", "release", "--help"], ["local", "up", "--help"], ["plan", "--help"],
+                 ["rollback", "--help"], ["retry", "--help"], ["approve", "--help"], ["reject", "--help"],
+                 ["webhook", "serve", "--help"], ["ui-stop", "--help"], ["local", "versions", "--help"]):
         assert runner.invoke(app, args).exit_code == 0, args
 
 
@@ -55,3 +57,45 @@ def test_threshold_flags_reach_the_spec(monkeypatch):
 def test_threshold_flags_are_validated():
     result = runner.invoke(app, ["release", "--service", "checkout", "--version", "v2", "--max-error-rate", "2"])
     assert result.exit_code == 2 and "thresholds.max_error_rate" in result.output
+
+
+def test_plan_prints_the_release_and_changes_nothing(monkeypatch):
+    monkeypatch.setenv("CANARYFLOW_PROMETHEUS_URL", "http://127.0.0.1:9")  # never contacted
+    result = runner.invoke(app, ["plan", "--service", "checkout", "--version", "v2", "--environment", "production"],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "release/checkout/v2/production" in out
+    assert "10%" in out and "50%" in out and "100%" in out and "300 s" in out
+    assert "error rate <= 0.1000%" in out and "p95 latency <= 200 ms" in out
+    assert 'http_requests_total{service="checkout",version="v2",code=~"5.."}[1m]' in out
+    assert "nothing was changed" in out
+
+
+def test_plan_shows_the_approval_gate_before_the_last_step(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("service: checkout\nversion: v2\nenvironment: production\n"
+                    "approval: {environments: [production]}\n")
+    result = runner.invoke(app, ["plan", "--spec", str(spec)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "approval gate: before step 3 (100%)" in result.output
+
+
+def test_plan_refuses_a_bad_spec_naming_the_field():
+    result = runner.invoke(app, ["plan", "--service", "checkout", "--version", "v2", "--environment", "prod"])
+    assert result.exit_code == 2 and "environment:" in result.output
+
+
+def test_retry_explains_an_unreadable_time():
+    result = runner.invoke(app, ["retry", "0c7f4c2e-0000-4000-8000-000000000000", "--at", "tomorrow"])
+    assert result.exit_code == 1 and "use now, +10m, 90s" in result.output
+
+
+def test_rollback_needs_a_service_or_a_spec():
+    result = runner.invoke(app, ["rollback"])
+    assert result.exit_code == 2 and "SERVICE or --spec" in result.output
+
+
+def test_webhook_serve_refuses_a_bad_configuration_before_listening(monkeypatch, tmp_path):
+    monkeypatch.setenv("CANARYFLOW_WEBHOOK_BASE_SPEC", str(tmp_path / "missing.yaml"))
+    result = runner.invoke(app, ["webhook", "serve", "--port", "1"])
+    assert result.exit_code == 2, result.output

@@ -286,6 +286,11 @@ def test_missing_scale_permission_names_the_subresource(tmp_path):
                                                     '"checkout-canary" in namespace "shop"'):
                 platform.set_weight(50)
             assert deployment(kube, "checkout")["spec"]["replicas"] == 4  # stable still serves everything it did
+            # Rolling back cannot scale either; the canary is deleted all the same, so no user reaches it.
+            with pytest.raises(KubeForbidden, match="deployments.apps/scale"):
+                platform.rollback()
+            assert deployment(kube, "checkout-canary") is None
+            assert deployment(kube, "checkout")["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":v1")
         finally:
             platform.close()
 
