@@ -208,7 +208,8 @@ def webhook_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8088,
 ) -> None:
-    """Receive signed CI webhooks (GitHub, GitLab, generic) and start release runs."""
+    """Receive signed CI webhooks (GitHub, GitLab, generic) and start release runs; Alertmanager
+    notifications of firing canary alerts start rollback runs."""
     from canaryflow.webhook import serve
 
     try:

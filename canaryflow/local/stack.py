@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -33,8 +34,9 @@ def find_binary(*names: str) -> str:
 
 
 def prometheus_config(*, scrape_interval: str, pushgateway: str, targets_file: Path,
-                      rule_files: Sequence[str | Path] = ()) -> dict:
-    """Prometheus config scraping the Pushgateway and the file_sd service targets."""
+                      rule_files: Sequence[str | Path] = (), alertmanager_url: str | None = None) -> dict:
+    """Prometheus config scraping the Pushgateway and the file_sd service targets; firing alerts
+    go to ``alertmanager_url`` when given."""
     config = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "scrape_configs": [
@@ -46,6 +48,12 @@ def prometheus_config(*, scrape_interval: str, pushgateway: str, targets_file: P
     }
     if rule_files:
         config["rule_files"] = [str(Path(p).resolve()) for p in rule_files]
+    if alertmanager_url:
+        url = urlsplit(alertmanager_url)
+        target: dict = {"scheme": url.scheme or "http", "static_configs": [{"targets": [url.netloc]}]}
+        if url.path.strip("/"):
+            target["path_prefix"] = url.path
+        config["alerting"] = {"alertmanagers": [target]}
     return config
 
 
@@ -70,7 +78,8 @@ class LocalStack:
     def __init__(self, *, service: str = "checkout", stable: str = "v1",
                  catalog: str | Path | None = None, rps: float = 100,
                  scrape_interval: str = "1s", workdir: str | Path | None = None,
-                 load_duration: float = 900, rule_files: Sequence[str | Path] = ()) -> None:
+                 load_duration: float = 900, rule_files: Sequence[str | Path] = (),
+                 alertmanager_url: str | None = None) -> None:
         self.service = service
         self.stable = stable
         self.catalog = resolve_catalog_path(catalog)
@@ -78,6 +87,7 @@ class LocalStack:
         self.scrape_interval = scrape_interval
         self.load_duration = load_duration
         self.rule_files = list(rule_files)
+        self.alertmanager_url = alertmanager_url
         self._workdir_arg = workdir
         self.workdir: Optional[Path] = None
         self.processes: dict[str, subprocess.Popen] = {}
@@ -123,7 +133,7 @@ class LocalStack:
 
         config = prometheus_config(scrape_interval=self.scrape_interval,
                                    pushgateway=f"127.0.0.1:{pg_port}", targets_file=targets,
-                                   rule_files=self.rule_files)
+                                   rule_files=self.rule_files, alertmanager_url=self.alertmanager_url)
         (self.workdir / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         self._prometheus_port = procs.free_port()
         self.prometheus_url = f"http://127.0.0.1:{self._prometheus_port}"

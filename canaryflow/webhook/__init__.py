@@ -1,4 +1,5 @@
-"""CI webhook receiver: signed GitHub, GitLab and generic deliveries start canary-release runs.
+"""CI webhook receiver: signed GitHub, GitLab and generic deliveries start canary-release runs;
+Alertmanager notifications of firing canary alerts start rollback runs.
 
 ``serve(host, port)`` runs it with uvicorn; ``create_app(config, starter=...)`` builds the ASGI app.
 """

@@ -13,6 +13,12 @@ costs as little as possible and learns nothing about the configuration:
 8. payload unmappable or not a valid release spec              -> 422 {"fields": [...]}
 9. start the run with idempotency key "<source>:<delivery>"    -> 202 new / 200 duplicate
    (no such deployment: 422; orchestrator unreachable or slow: 503 + Retry-After)
+
+``/hooks/alertmanager`` passes the same gates (authentication: ``Authorization: Bearer <token>``),
+then starts one rollback run per firing, allow-listed alert of a released service (see
+:mod:`canaryflow.webhook.alertmanager`): 202 when a run started, 200 when every run already
+existed, 202 ``{"ignored": [...]}`` when no alert asked for one, 422 naming a service that has no
+release on record in the alert's environment (the other alerts still start their rollbacks).
 """
 
 from __future__ import annotations
@@ -35,14 +41,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from canaryflow.errors import ConfigError
+from canaryflow.spec import validate_spec
 from canaryflow.webhook import signatures
+from canaryflow.webhook.alertmanager import IgnoredAlert, RollbackRequest, map_alerts
 from canaryflow.webhook.config import SOURCES, WebhookConfig, WebhookSecrets, resolve_secrets
 from canaryflow.webhook.mapping import (ReleaseRequest, Ignored, build_spec, map_generic, map_github,
                                         map_gitlab)
 from canaryflow.webhook.ratelimit import TokenBucketLimiter
 from canaryflow.webhook.replay import ReplayGuard
-from canaryflow.webhook.starter import (DeploymentNotFound, PrefectRunStarter, RunRejected, RunStarter,
-                                        StarterUnavailable, StartRequest)
+from canaryflow.webhook.starter import (DeploymentNotFound, PrefectRunStarter, ReleaseLookup, RunRejected,
+                                        RunStarter, StartedRun, StarterUnavailable, StartRequest)
 
 log = logging.getLogger("canaryflow.webhook")
 
@@ -51,11 +59,13 @@ DELIVERY_HEADERS = {
     "github": ("x-github-delivery",),
     "gitlab": ("idempotency-key", "x-gitlab-event-uuid"),
     "generic": ("x-canaryflow-delivery",),
+    "alertmanager": (),  # none: each alert carries its own key (fingerprint + startsAt)
 }
 SIGNATURE_HEADERS = {
     "github": ("x-hub-signature-256",),
     "gitlab": ("x-gitlab-token",),
     "generic": ("x-canaryflow-signature", "x-canaryflow-timestamp"),
+    "alertmanager": ("authorization",),
 }
 RETRY_LATER_SECONDS = 5
 
@@ -78,10 +88,12 @@ class _Verified:
 
 class Receiver:
     def __init__(self, config: WebhookConfig, secrets: WebhookSecrets, starter: RunStarter, *,
-                 base_spec: dict[str, Any], clock: Callable[[], float] = time.time) -> None:
+                 base_spec: dict[str, Any], clock: Callable[[], float] = time.time,
+                 releases: ReleaseLookup | None = None) -> None:
         self.config = config
         self.secrets = secrets
         self.starter = starter
+        self.releases = releases
         self.base_spec = base_spec
         self.clock = clock
         self.limiter = TokenBucketLimiter(config.rate_limit_per_second, config.rate_limit_burst)
@@ -134,6 +146,9 @@ class Receiver:
             material = headers.get("x-hub-signature-256", "").strip().lower().encode()
         elif source == "gitlab":
             check = signatures.verify_gitlab(secret, headers.get("x-gitlab-token"))
+            material = body
+        elif source == "alertmanager":
+            check = signatures.verify_bearer(secret, headers.get("authorization"))
             material = body
         else:
             check = signatures.verify_generic(
@@ -204,6 +219,8 @@ class Receiver:
             verified = self._verify(source, request, await self._read_body(request))
             delivery = self._delivery(source, request, verified)
             payload = self._payload(source, request, verified.body)
+            if source == "alertmanager":
+                return await self._rollbacks(delivery, payload)
             try:
                 mapped = self._map(source, request, payload)
                 if mapped is None:
@@ -221,6 +238,90 @@ class Receiver:
                         rejected.response.status_code, rejected.log_reason)
             return rejected.response
 
+    @staticmethod
+    def _unavailable(exc: BaseException) -> _Reject:
+        return _Reject(_error(503, "orchestrator unavailable, retry later",
+                              headers={"Retry-After": str(RETRY_LATER_SECONDS)}),
+                       str(exc) or "Prefect API too slow")
+
+    async def _start_serialized(self, start: StartRequest) -> StartedRun:
+        """Concurrent requests with one idempotency key reach the orchestrator one at a time."""
+        key = start.idempotency_key
+        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                return await asyncio.wait_for(self.starter.start(start), self.config.start_timeout_seconds)
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(key, None)
+
+    # --- Alertmanager: firing alerts roll services back ---------------------------------------------
+
+    async def _release_spec(self, alert: RollbackRequest) -> dict[str, Any] | None:
+        if self.releases is None:
+            raise self._unavailable(StarterUnavailable("no release lookup configured"))
+        try:
+            spec = await asyncio.wait_for(self.releases.latest_release_spec(alert.service, alert.environment),
+                                          self.config.start_timeout_seconds)
+        except (StarterUnavailable, asyncio.TimeoutError) as exc:
+            raise self._unavailable(exc) from None
+        if spec is None:
+            return None
+        try:
+            return validate_spec(spec).model_dump(mode="json")
+        except ConfigError:
+            raise _Reject(_error(422, f"the release of {alert.service!r} ({alert.environment}) on record has "
+                                      "no valid spec", fields=["spec"]),
+                          f"invalid release spec on record for {alert.service}") from None
+
+    async def _rollbacks(self, delivery: str, payload: dict[str, Any]) -> Response:
+        try:
+            mapped = map_alerts(payload, allowed=self.config.rollback_alerts)
+        except ConfigError as exc:
+            raise _Reject(_error(422, str(exc), fields=list(exc.fields)), "unmappable Alertmanager payload") from None
+        ignored = [item.as_dict() for item in mapped if isinstance(item, IgnoredAlert)]
+        runs: list[dict[str, Any]] = []
+        unreleased: list[str] = []
+        deployment = self.config.rollback_deployment
+        for alert in (item for item in mapped if isinstance(item, RollbackRequest)):
+            spec = await self._release_spec(alert)
+            if spec is None:
+                unreleased.append(f"{alert.service} ({alert.environment})")
+                continue
+            start = StartRequest(
+                deployment=deployment, parameters={"spec": spec, "reason": "alert", "detail": alert.detail},
+                idempotency_key=alert.idempotency_key, run_name=f"rollback/{alert.service}/{alert.environment}",
+                tags=("webhook", "source:alertmanager", f"alert:{alert.alertname}", f"service:{alert.service}",
+                      f"environment:{alert.environment}"))
+            try:
+                started = await self._start_serialized(start)
+            except DeploymentNotFound:
+                raise _Reject(_error(422, f"no rollback deployment {deployment!r}", fields=["rollback_deployment"]),
+                              f"deployment {deployment} not found") from None
+            except RunRejected as exc:
+                raise _Reject(_error(422, str(exc), fields=["spec"]), "rollback parameters refused") from None
+            except (StarterUnavailable, asyncio.TimeoutError) as exc:
+                raise self._unavailable(exc) from None
+            log.warning("alertmanager delivery %s: %s rollback run %s for %s (%s) on %s", delivery,
+                        "existing" if started.duplicate else "started", started.flow_run_id, alert.service,
+                        alert.environment, alert.alertname)
+            runs.append({"flow_run_id": started.flow_run_id, "flow_run_name": started.flow_run_name,
+                         "ui_url": started.ui_url, "duplicate": started.duplicate,
+                         "idempotency_key": alert.idempotency_key, "alertname": alert.alertname,
+                         "fingerprint": alert.fingerprint, "service": alert.service,
+                         "environment": alert.environment})
+        body: dict[str, Any] = {"runs": runs, "ignored": ignored, "deployment": deployment, "delivery": delivery}
+        if ignored:
+            log.info("alertmanager delivery %s: %d alert(s) ignored", delivery, len(ignored))
+        if unreleased:
+            log.warning("alertmanager delivery %s: no release on record for %s", delivery, ", ".join(unreleased))
+            return JSONResponse({"error": f"no release on record for {', '.join(unreleased)}",
+                                 "fields": ["labels.service"], **body}, status_code=422)
+        new = any(not run["duplicate"] for run in runs)
+        return JSONResponse(body, status_code=200 if runs and not new else 202)
+
     async def _start(self, source: str, delivery: str, verified: _Verified, mapped: ReleaseRequest,
                      spec: Any) -> Response:
         fingerprint = ReplayGuard.fingerprint(source, verified.replay_material)
@@ -230,11 +331,8 @@ class Receiver:
             deployment=deployment, parameters={"spec": spec.model_dump(mode="json")}, idempotency_key=key,
             tags=("webhook", f"source:{source}", f"service:{spec.service}", f"environment:{spec.environment.value}"),
             run_name=spec.run_name)
-        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
-        entry[1] += 1
         try:
-            async with entry[0]:  # concurrent redeliveries of one key reach the orchestrator one at a time
-                started = await asyncio.wait_for(self.starter.start(start), self.config.start_timeout_seconds)
+            started = await self._start_serialized(start)
         except DeploymentNotFound:
             raise _Reject(_error(422, f"no deployment {deployment!r} for environment "
                                       f"{spec.environment.value!r}", fields=["environment"]),
@@ -242,13 +340,7 @@ class Receiver:
         except RunRejected as exc:
             raise _Reject(_error(422, str(exc), fields=["spec"]), "run parameters refused") from None
         except (StarterUnavailable, asyncio.TimeoutError) as exc:
-            reason = str(exc) or "Prefect API too slow"
-            raise _Reject(_error(503, "orchestrator unavailable, retry later",
-                                 headers={"Retry-After": str(RETRY_LATER_SECONDS)}), reason) from None
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._locks.pop(key, None)
+            raise self._unavailable(exc) from None
         self.replays.remember(fingerprint, key)
         log.info("%s delivery %s: %s flow run %s (%s) for %s %s -> %s", source, delivery,
                  "existing" if started.duplicate else "started", started.flow_run_id, started.flow_run_name,
@@ -275,13 +367,18 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(config: WebhookConfig | None = None, *, starter: RunStarter | None = None,
-               secrets: WebhookSecrets | None = None, clock: Callable[[], float] = time.time) -> Starlette:
+               secrets: WebhookSecrets | None = None, clock: Callable[[], float] = time.time,
+               releases: ReleaseLookup | None = None) -> Starlette:
     """The ASGI app. ``secrets`` default to :func:`resolve_secrets` (environment, then Secret blocks);
-    ``starter`` defaults to the Prefect API. Raises :class:`ConfigError` on a bad base spec or block."""
+    ``starter`` defaults to the Prefect API, ``releases`` (where alert rollbacks find a service's
+    release spec) to the starter. Raises :class:`ConfigError` on a bad base spec or block."""
     config = config or WebhookConfig()
     secrets = secrets if secrets is not None else resolve_secrets(config)
-    receiver = Receiver(config, secrets, starter or PrefectRunStarter(), base_spec=config.load_base_spec(),
-                        clock=clock)
+    starter = starter or PrefectRunStarter()
+    if releases is None and hasattr(starter, "latest_release_spec"):
+        releases = starter  # type: ignore[assignment]
+    receiver = Receiver(config, secrets, starter, base_spec=config.load_base_spec(), clock=clock,
+                        releases=releases)
     for source, enabled in secrets.enabled().items():
         if not enabled:
             log.warning("%s webhook disabled: no secret configured; /hooks/%s answers 401", source, source)

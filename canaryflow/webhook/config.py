@@ -1,7 +1,8 @@
 """Settings of the webhook receiver: ``CANARYFLOW_WEBHOOK_*`` variables (or constructor arguments).
 
 Secrets come from the environment (``..._GITHUB_SECRET``, ``..._GITLAB_TOKEN``,
-``..._GENERIC_SECRET``) or from Prefect Secret blocks named by ``..._SECRET_BLOCK`` variables,
+``..._GENERIC_SECRET``, ``..._ALERTMANAGER_TOKEN``) or from Prefect Secret blocks named by
+``..._SECRET_BLOCK`` / ``..._TOKEN_BLOCK`` variables,
 resolved once at startup by :func:`resolve_secrets`. A source without a secret is disabled: it
 answers 401 to everything, and the receiver says so once in its log when it starts.
 Lists accept JSON (``["a","b"]``) or comma-separated values (``a,b``).
@@ -23,12 +24,20 @@ from canaryflow.errors import ConfigError
 
 log = logging.getLogger("canaryflow.webhook")
 
-SOURCES = ("github", "gitlab", "generic")
+#: Sources whose deliveries start releases.
+CI_SOURCES = ("github", "gitlab", "generic")
+#: Every authenticated route: the CI sources, and Alertmanager (firing alerts start rollbacks).
+SOURCES = (*CI_SOURCES, "alertmanager")
 
 #: GitHub events that may start a release, each with its own condition (see mapping.py). `workflow_run`
 #: is supported but opt-in: every successful workflow of the repository (tests, lint) would start one.
 DEFAULT_GITHUB_EVENTS = ["deployment", "release", "registry_package"]  # workflow_run: opt-in
 DEFAULT_GITLAB_EVENTS = ["Pipeline Hook", "Deployment Hook"]
+#: Alerts of monitoring/prometheus/alerts.yml that mean "this canary is hurting users": they carry
+#: `service` and `environment` labels. Pipeline-health alerts (DeploymentRollbackDetected, ...) do not
+#: call for a rollback: DeploymentRollbackDetected would even answer a rollback with another one.
+DEFAULT_ROLLBACK_ALERTS = ["HighErrorRateProduction", "HighErrorRateStaging", "HighLatencyProduction",
+                           "HighLatencyStaging"]
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -51,6 +60,8 @@ class WebhookConfig(BaseSettings):
     github_secret_block: str | None = Field(default=None, description="Prefect Secret block name")
     gitlab_token_block: str | None = None
     generic_secret_block: str | None = None
+    alertmanager_token: SecretStr | None = Field(default=None, description="Alertmanager's bearer credentials")
+    alertmanager_token_block: str | None = None
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="larger bodies answer 413")
     rate_limit_per_second: float = Field(default=10.0, ge=0, description="0 disables the limit")
@@ -66,12 +77,16 @@ class WebhookConfig(BaseSettings):
     allow_spec_overrides: bool = Field(default=True, description="accept `spec` overrides from payloads")
 
     deployment_template: str = "canary-release/{environment}"
+    rollback_alerts: CommaList = Field(default_factory=lambda: list(DEFAULT_ROLLBACK_ALERTS),
+                                       description="alertnames whose firing starts a rollback")
+    rollback_deployment: str = Field(default="canary-rollback/manual",
+                                     pattern=r"^[^/\s]+/[^/\s]+$", description="'<flow name>/<deployment name>'")
     base_spec: Path | None = Field(default=None, description="spec file merged under the mapped values")
     start_timeout_seconds: float = Field(default=8.0, gt=0, description="Prefect API call budget")
     trusted_proxies: str | None = Field(
         default=None, description="addresses whose X-Forwarded-For is trusted (uvicorn forwarded_allow_ips)")
 
-    @field_validator("github_events", "github_workflows", "gitlab_events", mode="before")
+    @field_validator("github_events", "github_workflows", "gitlab_events", "rollback_alerts", mode="before")
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split(value)
@@ -105,6 +120,7 @@ class WebhookSecrets:
     github: SecretStr | None = None
     gitlab: SecretStr | None = None
     generic: SecretStr | None = None
+    alertmanager: SecretStr | None = None
 
     def get(self, source: str) -> str | None:
         value: SecretStr | None = getattr(self, source)
@@ -133,7 +149,8 @@ def resolve_secrets(config: WebhookConfig) -> WebhookSecrets:
     """Environment values win; a named Secret block fills a source the environment left empty."""
     pairs = {"github": (config.github_secret, config.github_secret_block),
              "gitlab": (config.gitlab_token, config.gitlab_token_block),
-             "generic": (config.generic_secret, config.generic_secret_block)}
+             "generic": (config.generic_secret, config.generic_secret_block),
+             "alertmanager": (config.alertmanager_token, config.alertmanager_token_block)}
     resolved: dict[str, SecretStr | None] = {}
     for source, (direct, block) in pairs.items():
         if direct is not None and direct.get_secret_value():

@@ -1,4 +1,4 @@
-"""Pure request-authentication checks for the three webhook sources.
+"""Pure request-authentication checks for the webhook sources.
 
 Every comparison of attacker-supplied bytes with a secret-derived value goes through
 ``hmac.compare_digest``. The result is one of three answers — ``OK``, ``MISSING``, ``INVALID`` —
@@ -79,6 +79,29 @@ def verify_gitlab(token: str | None, header: str | None) -> Check:
     given = hashlib.sha256(header.encode("utf-8", "replace")).digest()
     expected = hashlib.sha256(token.encode("utf-8")).digest()
     if not hmac.compare_digest(given, expected):
+        return Check(Outcome.INVALID, "token mismatch")
+    return OK
+
+
+# --- Alertmanager: `Authorization: Bearer <token>` (http_config.authorization.credentials) ------------
+
+BEARER_SCHEME = "bearer"
+
+
+def verify_bearer(token: str | None, header: str | None) -> Check:
+    if not header:
+        return Check(Outcome.MISSING, "no Authorization header")
+    if not token:
+        return Check(Outcome.INVALID, "source not configured")
+    scheme, _, credentials = header.strip().partition(" ")
+    # Hash both sides (as for GitLab) so the comparison takes the same time whatever the lengths;
+    # a wrong scheme is compared too rather than answered early.
+    given = hashlib.sha256(credentials.strip().encode("utf-8", "replace")).digest()
+    expected = hashlib.sha256(token.encode("utf-8")).digest()
+    matches = hmac.compare_digest(given, expected)
+    if scheme.lower() != BEARER_SCHEME:
+        return Check(Outcome.INVALID, "Authorization scheme is not Bearer")
+    if not matches:
         return Check(Outcome.INVALID, "token mismatch")
     return OK
 

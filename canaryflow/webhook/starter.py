@@ -51,6 +51,27 @@ class RunStarter(Protocol):
     async def start(self, request: StartRequest) -> StartedRun: ...
 
 
+class ReleaseLookup(Protocol):
+    async def latest_release_spec(self, service: str, environment: str) -> dict[str, Any] | None:
+        """The spec of the most recent ``release/<service>/<version>/<environment>`` run, or None."""
+        ...
+
+
+#: How many of a service's most recent release runs are searched for one in the environment.
+RELEASE_SEARCH_LIMIT = 50
+
+
+def release_spec_of(run_name: str, parameters: dict[str, Any], service: str, environment: str) -> dict[str, Any] | None:
+    """The run's spec when the run is a release of ``service`` in ``environment``, else None."""
+    spec = parameters.get("spec") if isinstance(parameters, dict) else None
+    if not (run_name.startswith(f"release/{service}/") and run_name.endswith(f"/{environment}")
+            and isinstance(spec, dict)):
+        return None
+    if spec.get("service", service) != service or spec.get("environment", environment) != environment:
+        return None
+    return {**spec, "service": service, "environment": environment}
+
+
 def ui_url_for(flow_run_id: str) -> str | None:
     """``PREFECT_UI_URL`` (which Prefect derives from ``PREFECT_API_URL`` when unset)."""
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
@@ -141,6 +162,28 @@ class PrefectRunStarter:
         return StartedRun(flow_run_id=str(run.id), flow_run_name=run.name,
                           duplicate=response.status_code == 200, ui_url=ui_url_for(str(run.id)))
 
+    async def latest_release_spec(self, service: str, environment: str) -> dict[str, Any] | None:
+        """Like :func:`canaryflow.operate.latest_release`, narrowed to the environment."""
+        import httpx
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+        from prefect.client.schemas.sorting import FlowRunSort
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        try:
+            client = await self._api()
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"release/{service}/")),
+                sort=FlowRunSort.START_TIME_DESC, limit=RELEASE_SEARCH_LIMIT)
+        except PrefectHTTPStatusError as exc:
+            raise StarterUnavailable(f"Prefect API answered {exc.response.status_code}") from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise StarterUnavailable(f"Prefect API unreachable ({type(exc).__name__})") from None
+        for run in runs:
+            spec = release_spec_of(run.name, run.parameters, service, environment)
+            if spec is not None:
+                return spec
+        return None
+
 
 @dataclass
 class InMemoryStarter:
@@ -149,6 +192,11 @@ class InMemoryStarter:
     deployments: tuple[str, ...] | None = None  # None: every deployment name exists
     delay_seconds: float = 0.0
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    releases: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (service, env) -> spec
+
+    async def latest_release_spec(self, service: str, environment: str) -> dict[str, Any] | None:
+        spec = self.releases.get((service, environment))
+        return dict(spec) if spec is not None else None
 
     async def start(self, request: StartRequest) -> StartedRun:
         if self.deployments is not None and request.deployment not in self.deployments:

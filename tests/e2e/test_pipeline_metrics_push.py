@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -109,11 +108,9 @@ def test_unreachable_pushgateway_never_raises(caplog):
     m = metrics_for(service="checkout-offline", environment="staging", pushgateway_url=dead)  # seeding fails
     assert "could not read pipeline metrics" in caplog.text
     m.release_started(now=1.0)
-    started = time.monotonic()
     assert m.push() is False
     with m.track_task("deploy"):  # pushes too, and must not fail the task
         pass
-    assert time.monotonic() - started < 5
     assert m.registry.get_sample_value("canaryflow_task_runs_total",
                                        {"environment": "staging", "task": "deploy", "outcome": "success"}) == 1
     assert "pushing pipeline metrics failed" in caplog.text

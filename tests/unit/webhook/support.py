@@ -50,3 +50,36 @@ def github_deployment(service: str = "checkout", version: str = "v2", environmen
 def gitlab_pipeline(service: str = "checkout", tag: str = "v3") -> dict[str, Any]:
     return {"object_kind": "pipeline", "project": {"name": service, "path_with_namespace": f"acme/{service}"},
             "object_attributes": {"status": "success", "ref": tag, "tag": True, "sha": "1" * 40}}
+
+
+ALERTMANAGER_TOKEN = "am-t0ken-DO-NOT-LEAK"
+
+
+def bearer_headers(token: str = ALERTMANAGER_TOKEN) -> dict[str, str]:
+    return {"content-type": "application/json", "authorization": f"Bearer {token}"}
+
+
+def firing_alert(alertname: str = "HighErrorRateProduction", *, service: str | None = "checkout",
+                 environment: str | None = "production", status: str = "firing",
+                 starts_at: str = "2026-03-01T10:00:00.123456789Z", fingerprint: str | None = "9f3b1c2d4e5f6a7b",
+                 summary: str = "Canary of checkout (production) has a 2.5% error rate") -> dict[str, Any]:
+    labels = {"alertname": alertname, "severity": "critical"}
+    if service is not None:
+        labels["service"] = service
+    if environment is not None:
+        labels["environment"] = environment
+    alert: dict[str, Any] = {
+        "status": status, "labels": labels, "annotations": {"summary": summary}, "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-03-01T10:05:00Z",
+        "generatorURL": "http://prometheus:9090/graph"}
+    if fingerprint is not None:
+        alert["fingerprint"] = fingerprint
+    return alert
+
+
+def alertmanager_payload(*alerts: dict[str, Any], status: str = "firing") -> dict[str, Any]:
+    """A version-4 Alertmanager webhook notification."""
+    return {"version": "4", "groupKey": '{}:{alertname="HighErrorRateProduction"}', "truncatedAlerts": 0,
+            "status": status, "receiver": "canaryflow", "groupLabels": {"alertname": "HighErrorRateProduction"},
+            "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+            "alerts": list(alerts)}
