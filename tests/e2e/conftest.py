@@ -19,10 +19,12 @@ from canaryflow.local.stack import LocalStack
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Short waits so a release takes seconds; production thresholds so one error is a breach.
+#: 40 canary requests per verdict: v3-errors fails exactly one request in 20, and ``increase()``
+#: extrapolates, so a verdict on fewer could see none and pass a bad step on a busy machine.
 FAST_SPEC: dict[str, Any] = {
     "service": "checkout", "environment": "production", "steps": [10, 50, 100],
     "step_wait_seconds": 4, "analysis_interval_seconds": 1, "analysis_window": "10s",
-    "min_canary_requests": 20, "max_consecutive_errors": 3, "max_hold_seconds": 20,
+    "min_canary_requests": 40, "max_consecutive_errors": 3, "max_hold_seconds": 20,
     "ready_timeout_seconds": 10,
 }
 
