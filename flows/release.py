@@ -1,8 +1,10 @@
 """The canary release, as the runbook reads:
 
-preflight -> deploy -> wait until ready -> smoke test -> for each step: move traffic, analyse
-during the wait -> promote. A FAIL, a failed smoke test or a stuck rollout rolls back: traffic
-to stable first, then the canary goes, and the run ends Failed with the reason and the numbers.
+take the service's lock -> preflight -> deploy -> wait until ready -> smoke test -> dashboard and
+annotation -> for each step: (approval before the last, where the spec asks) move traffic, analyse
+during the wait -> promote. A FAIL, a failed smoke test, a stuck rollout or a rejection rolls back:
+traffic to stable first, then the canary goes, and the run ends Failed with the reason and the
+numbers. An abort for a passing reason (metrics or platform unavailable) also schedules a retry run.
 """
 
 from __future__ import annotations

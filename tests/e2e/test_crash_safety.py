@@ -94,13 +94,15 @@ def wait_for_canary_at_ten_percent(stack, proc: subprocess.Popen, tmp_path: Path
 def flow_run_state(prefect_server) -> tuple[str, str | None]:
     """Type and name of the latest canary-release run, read back from the Prefect API."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(limit=20)
-    runs = [r for r in runs if r.name == "release/checkout/v2/production"]
+    with get_client(sync_client=True) as client:  # the server is shared by every test of this worker
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["release/checkout/v2/production"])),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
     assert runs, "the flow run was never registered with the Prefect server"
-    latest = max(runs, key=lambda r: r.created)
-    return latest.state.type.value, latest.state.name
+    return runs[0].state.type.value, runs[0].state.name
 
 
 def test_sigkill_mid_canary_lease_returns_traffic_to_stable(stack, release_process, tmp_path):

@@ -79,6 +79,13 @@ def test_a_transient_abort_schedules_a_retry_with_the_right_time_and_parameters(
     assert len(manual) == 1 and manual[0].expected_start_time == at and manual[0].state.is_scheduled()
 
 
+def test_the_production_deployment_refuses_a_staging_spec(prefect_server, deployments):
+    run = start_and_execute("canary-release/production", {**FAST_SPEC, "version": "v2", "environment": "staging"},
+                            cli_env(prefect_server))
+    assert run.state.is_failed()
+    assert "deployment 'production' cannot release to staging" in run.state.message
+
+
 def test_a_bad_version_schedules_no_retry(prefect_server, deployments, stack):
     original = start_and_execute("canary-release/production", {**FAST_SPEC, "version": "v3-errors"},
                                  cli_env(prefect_server))
