@@ -1,8 +1,4 @@
-"""The approval gate's answer, and keeping the canary's traffic while a person decides.
-
-Prefect shows ``Approval`` as a form when the run is paused (UI) and ``canaryflow approve`` /
-``canaryflow reject`` send the same input from a terminal.
-"""
+"""Keeping the canary's traffic while a person decides at the approval gate (``tasks.approval``)."""
 
 from __future__ import annotations
 
@@ -10,18 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prefect.input import RunInput
-from pydantic import Field
-
 from canaryflow.platforms.base import Platform
-
-
-class Approval(RunInput):
-    """Promote to full traffic? A reason is kept in the run log and the summary."""
-
-    approved: bool = Field(description="true: go on to the last step; false: roll back (reason manual)")
-    reason: str = Field(default="", max_length=500, description="Why (shown in the run's summary)")
-    by: str = Field(default="", max_length=100, description="Who decided")
 
 
 @contextmanager

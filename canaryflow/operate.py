@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from canaryflow.errors import CanaryflowError
-from canaryflow.retries import RETRY_TAG
+from canaryflow.retries import RETRY_TAG, retry_tags
 from canaryflow.spec import duration_seconds
 
 _RELATIVE = re.compile(r"^\+?(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
@@ -59,8 +59,7 @@ def schedule_retry_at(flow_run_id: str, when: datetime) -> Any:
         parameters = dict(original.parameters)
         attempt = int(parameters.get("attempt") or 1) + 1
         parameters.update(attempt=attempt, retry_of=parameters.get("retry_of") or str(original.id))
-        tags = sorted({t for t in original.tags if not t.startswith("attempt:")} | {RETRY_TAG, f"attempt:{attempt}",
-                                                                                   "manual-retry"})
+        tags = retry_tags(original.tags, attempt, "manual-retry")
         return client.create_flow_run_from_deployment(
             original.deployment_id, parameters=parameters, state=Scheduled(scheduled_time=when), tags=tags,
             idempotency_key=f"{RETRY_TAG}/{parameters['retry_of']}/manual/{when.isoformat()}")

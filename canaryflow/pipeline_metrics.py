@@ -170,7 +170,7 @@ class PipelineMetrics:
         self.deployment_duration_seconds.labels(env).observe(duration)
         failing_since = _gauge_value(self.deployment_last_failure_timestamp_seconds, env)
         if status == "rolled_back":
-            self.deployment_rollback_total.labels(env, reason or "unknown").inc()
+            self.rollback(reason or "unknown")
             if not failing_since:
                 self.deployment_last_failure_timestamp_seconds.labels(env).set(now)
         elif status == "success":
@@ -180,6 +180,10 @@ class PipelineMetrics:
             if failing_since:
                 self.deployment_time_to_restore_seconds.labels(env).observe(max(now - failing_since, 0.0))
                 self.deployment_last_failure_timestamp_seconds.labels(env).set(0)
+
+    def rollback(self, reason: str) -> None:
+        """One rollback: by a release (via ``release_finished``) or by hand / on an alert."""
+        self.deployment_rollback_total.labels(self.environment, reason).inc()
 
     def traffic(self, weight: int) -> None:
         self.canary_traffic_percentage.labels(self.environment, self.service).set(weight)

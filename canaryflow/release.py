@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from canaryflow.judge import Decision, Measurement, Reason, Round
+from canaryflow.judge import Measurement, Reason, Round
 from canaryflow.pipeline_metrics import PipelineMetrics
 from canaryflow.platforms.base import Platform
 from canaryflow.prometheus import PrometheusSource
@@ -75,7 +75,6 @@ class ReleaseRun:
     @property
     def canary_age(self) -> float | None:
         return None if self.deployed_at is None else time.monotonic() - self.deployed_at
-    decision: Decision | None = None
 
     @property
     def lease_seconds(self) -> float:

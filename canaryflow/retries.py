@@ -27,6 +27,12 @@ class RetryPlan:
         return [RETRY_TAG, f"attempt:{self.attempt}"]
 
 
+def retry_tags(previous: list[str], attempt: int, *extra: str) -> list[str]:
+    """The previous run's tags, its ``attempt:`` tag replaced by this one's, plus ``canary-retry``."""
+    kept = {t for t in previous if not t.startswith("attempt:")}
+    return sorted(kept | {RETRY_TAG, f"attempt:{attempt}", *extra})
+
+
 def plan_retry(spec: ReleaseSpec, *, reason: str, attempt: int, origin: str,
                now: datetime | None = None) -> RetryPlan | None:
     """The next attempt after ``attempt`` aborted with ``reason``, or None when there is none.

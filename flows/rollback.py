@@ -65,7 +65,7 @@ def canary_rollback(spec: ReleaseSpec, reason: Literal["manual", "alert"] = "man
     settings = get_settings()
     metrics = metrics_for(service=spec.service, environment=spec.environment.value,
                           pushgateway_url=settings.pushgateway_url, metrics_port=settings.metrics_port)
-    metrics.deployment_rollback_total.labels(spec.environment.value, reason).inc()
+    metrics.rollback(reason)
     metrics.traffic(0)
     metrics.push()
     log.warning("rolled back %s (%s)%s; stable is %s; cancelled: %s", spec.service, reason,

@@ -1,4 +1,8 @@
-"""The approval gate before the last step: pause for a person's answer, or time out."""
+"""The approval gate before the last step: pause for a person's answer, or time out.
+
+Prefect shows ``Approval`` as a form when the run is paused (UI); ``canaryflow approve`` /
+``canaryflow reject`` send the same input from a terminal.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,21 @@ from contextlib import contextmanager
 from prefect import get_run_logger
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run, resume_flow_run
+from prefect.input import RunInput
 from prefect.runtime import flow_run
+from pydantic import Field
 
-from canaryflow.approval import Approval, weight_held
+from canaryflow.approval import weight_held
 from canaryflow.release import ReleaseRun
+
+
+class Approval(RunInput):
+    """Promote to full traffic? A reason is kept in the run log and the summary."""
+
+    approved: bool = Field(description="true: go on to the last step; false: roll back (reason manual)")
+    reason: str = Field(default="", max_length=500, description="Why (shown in the run's summary)")
+    by: str = Field(default="", max_length=100, description="Who decided")
+
 
 #: Who answers when nobody did in time.
 GATE_TIMER = "canaryflow (timeout)"

@@ -7,7 +7,7 @@ from prefect.deployments import run_deployment
 from prefect.runtime import deployment, flow_run
 
 from canaryflow.release import ReleaseRun
-from canaryflow.retries import plan_retry
+from canaryflow.retries import plan_retry, retry_tags
 from tasks.common import PLAIN_TASK
 
 
@@ -29,7 +29,7 @@ def schedule_retry(run: ReleaseRun, reason: str) -> str | None:
         deployment.id, parameters={"spec": run.spec.model_dump(mode="json"), "attempt": plan.attempt,
                                             "retry_of": plan.origin},
         scheduled_time=plan.scheduled_time, idempotency_key=plan.idempotency_key,
-        tags=sorted({t for t in flow_run.tags if not t.startswith("attempt:")} | set(plan.tags)),
+        tags=retry_tags(flow_run.tags, plan.attempt),
         timeout=0, as_subflow=False)
     when = plan.scheduled_time.isoformat(timespec="seconds")
     log.warning("scheduled attempt %d/%d of this release at %s (flow run %s)", plan.attempt,

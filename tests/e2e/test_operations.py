@@ -182,3 +182,29 @@ def test_no_answer_in_time_rolls_back_with_reason_manual(prefect_server, stack):
     assert isinstance(outcome, ReleaseRolledBack) and outcome.reason == "manual"
     assert outcome.explanation == "no approval within 3 s"
     assert controller_state(stack)["canary"] is None
+
+
+def test_manual_rollback_from_the_cli_puts_all_traffic_on_stable(prefect_server, stack, tmp_path):
+    from canaryflow.pipeline_metrics import fetch_group
+    from canaryflow.platforms.local import LocalPlatform
+
+    canary = LocalPlatform(stack.controller_url, service="checkout")  # a canary left at 50 %
+    try:
+        canary.deploy("v2")
+        canary.wait_ready(timeout=15)
+        canary.set_weight(50, lease_seconds=None)
+    finally:
+        canary.close()
+    assert controller_state(stack)["canary_weight"] == 50
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("service: checkout\nversion: v2\nenvironment: production\n")
+    cli = subprocess.run([sys.executable, "-m", "canaryflow", "rollback", "--spec", str(spec), "--detail", "pager"],
+                         cwd=ROOT, env=cli_env(prefect_server), capture_output=True, text=True, timeout=120)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "stable is v1" in cli.stdout
+    proxy = controller_state(stack)
+    assert proxy["canary_weight"] == 0 and proxy["canary"] is None and proxy["stable"]["version"] == "v1"
+    group = fetch_group(stack.pushgateway_url, {"service": "checkout", "environment": "production"})
+    reasons = {m["labels"]["reason"]: float(m["value"]) for m in group["deployment_rollback_total"]["metrics"]}
+    assert reasons["manual"] == 1
