@@ -4,8 +4,9 @@
 
 Starts its own local platform (controller, Prometheus, Pushgateway, load generator) and Prefect
 server on 127.0.0.1, then times, alternately, N full ``canary_release`` flow runs and N plain
-releases: deploy, wait until ready, smoke test, then for each step set the weight and measure
-every 0.5 s until both metrics PASS, then promote. Steps 10/50/100, no fixed wait, staging
+releases: preflight (Prometheus ready, the stable version, the version known), deploy, wait until
+ready, smoke test, then for each step set the weight and, every 0.5 s, check the canary still runs
+and measure until both metrics PASS, then promote. The plain path takes no service lock. Steps 10/50/100, no fixed wait, staging
 thresholds, one canary request is enough evidence. Versions alternate v2, v1, v2, ... so every
 release ships a version other than the running stable (the version that was stable a moment ago:
 both paths judge only the new canary's samples, as the analysis window starts at its deploy).
@@ -66,7 +67,12 @@ def plain_release(version: str, controller_url: str, prometheus_url: str) -> flo
     started = time.perf_counter()
     platform = LocalPlatform(controller_url, service=spec.service)
     source = PrometheusSource(prometheus_url)
-    try:
+    try:  # the flow's preflight: Prometheus ready and answering, a version to replace, a known version
+        if not source.is_online() or source.query("vector(1)").value != 1:
+            raise RuntimeError("Prometheus is not ready")
+        if platform.stable_version() == version:
+            raise RuntimeError(f"{spec.service} already runs {version}")
+        platform.check_version(version)
         platform.deploy(version)
         deployed_at = time.monotonic()
         platform.wait_ready(timeout=spec.ready_timeout_seconds)
@@ -77,6 +83,9 @@ def plain_release(version: str, controller_url: str, prometheus_url: str) -> flo
             platform.set_weight(weight, lease_seconds=LEASE_SECONDS)
             step_started = time.monotonic()
             while True:
+                if problem := platform.canary_problem():
+                    platform.rollback()
+                    raise RuntimeError(f"{version} stopped serving at {weight}%: {problem}")
                 verdicts = [m.verdict for m in measure(source, spec, canary_age=time.monotonic() - deployed_at)]
                 if Verdict.FAIL in verdicts:
                     platform.rollback()

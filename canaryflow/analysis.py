@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING, Protocol
 
 from canaryflow.judge import Measurement, Policy, QueryResult, judge_error_rate, judge_latency
-from canaryflow.errors import PreflightError
+from canaryflow.errors import PlatformError, PreflightError
 from canaryflow.spec import ReleaseSpec, duration_seconds
 
 if TYPE_CHECKING:
@@ -31,6 +31,12 @@ def check_preconditions(run: ReleaseRun) -> None:
     run.previous_version = run.platform.stable_version()
     if run.previous_version == run.spec.version:
         raise PreflightError(f"{run.spec.service} already runs {run.spec.version}")
+    try:
+        run.platform.check_version(run.spec.version)
+    except PlatformError as exc:
+        if exc.transient:
+            raise
+        raise PreflightError(f"{run.spec.service} {run.spec.version} cannot be released: {exc}") from None
 
 
 def policy_for(spec: ReleaseSpec) -> Policy:

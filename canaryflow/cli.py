@@ -63,30 +63,44 @@ def run_release(spec: ReleaseSpec) -> tuple[bool, dict[str, Any], str | None]:
     return True, result, run_id
 
 
-@app.command()
-def release(
-    spec_file: Annotated[Optional[Path], typer.Option("--spec", "-f", help="Release spec (YAML, JSON or TOML).")] = None,
-    service: Annotated[Optional[str], typer.Option(help="Service to release.")] = None,
-    version: Annotated[Optional[str], typer.Option(help="New version.")] = None,
-    environment: Annotated[Optional[str], typer.Option(help="staging | production")] = None,
-    platform: Annotated[Optional[str], typer.Option(help="Platform name (local).")] = None,
-    steps: Annotated[Optional[str], typer.Option(help="Canary weights, e.g. 10,50,100.")] = None,
-    wait: Annotated[Optional[float], typer.Option(help="Seconds per step.")] = None,
-    interval: Annotated[Optional[float], typer.Option(help="Seconds between analysis rounds.")] = None,
-    window: Annotated[Optional[str], typer.Option(help="PromQL range window, e.g. 1m.")] = None,
-    min_requests: Annotated[Optional[int], typer.Option(help="Canary requests needed for a verdict.")] = None,
-    max_error_rate: Annotated[Optional[float], typer.Option(help="Error-rate threshold, e.g. 0.001.")] = None,
-    max_p95_ms: Annotated[Optional[float], typer.Option(help="p95 latency threshold in ms.")] = None,
-) -> None:
-    """Release a new version: flags override CANARYFLOW_* variables, which override the spec file."""
+SpecFile = Annotated[Optional[Path], typer.Option("--spec", "-f", help="Release spec (YAML, JSON or TOML).")]
+Service = Annotated[Optional[str], typer.Option(help="Service to release.")]
+Version = Annotated[Optional[str], typer.Option(help="New version.")]
+EnvironmentName = Annotated[Optional[str], typer.Option(help="staging | production")]
+PlatformName = Annotated[Optional[str], typer.Option(help="local | kubernetes")]
+Steps = Annotated[Optional[str], typer.Option(help="Canary weights, e.g. 10,50,100.")]
+Wait = Annotated[Optional[float], typer.Option(help="Seconds per step.")]
+Interval = Annotated[Optional[float], typer.Option(help="Seconds between analysis rounds.")]
+Window = Annotated[Optional[str], typer.Option(help="PromQL range window, e.g. 1m.")]
+MinRequests = Annotated[Optional[int], typer.Option(help="Canary requests needed for a verdict.")]
+MaxErrorRate = Annotated[Optional[float], typer.Option(help="Error-rate threshold, e.g. 0.001.")]
+MaxP95 = Annotated[Optional[float], typer.Option(help="p95 latency threshold in ms.")]
+
+
+def _spec_from_flags(spec_file: Optional[Path], *, service: Optional[str], version: Optional[str],
+                     environment: Optional[str], platform: Optional[str], steps: Optional[str],
+                     wait: Optional[float], interval: Optional[float], window: Optional[str],
+                     min_requests: Optional[int], max_error_rate: Optional[float],
+                     max_p95_ms: Optional[float]) -> ReleaseSpec:
+    """``release`` and ``plan`` read the same flags, so a plan shows exactly what a release would do."""
     thresholds = {k: v for k, v in (("max_error_rate", max_error_rate), ("max_p95_latency_ms", max_p95_ms))
                   if v is not None}
-    spec = _load_or_exit(spec_file, {
+    return _load_or_exit(spec_file, {
         "service": service, "version": version, "environment": environment, "platform": platform,
         "steps": _steps(steps), "step_wait_seconds": wait, "analysis_interval_seconds": interval,
         "analysis_window": window, "min_canary_requests": min_requests, "thresholds": thresholds or None,
     })
-    _release_and_report(spec)
+
+
+@app.command()
+def release(
+    spec_file: SpecFile = None, service: Service = None, version: Version = None,
+    environment: EnvironmentName = None, platform: PlatformName = None, steps: Steps = None, wait: Wait = None,
+    interval: Interval = None, window: Window = None, min_requests: MinRequests = None,
+    max_error_rate: MaxErrorRate = None, max_p95_ms: MaxP95 = None,
+) -> None:
+    """Release a new version: flags override CANARYFLOW_* variables, which override the spec file."""
+    _release_and_report(_spec_from_flags(**locals()))
 
 
 def _release_and_report(spec: ReleaseSpec) -> bool:
@@ -102,8 +116,13 @@ def _release_and_report(spec: ReleaseSpec) -> bool:
 
 
 def _load_or_exit(spec_file: Optional[Path], overrides: dict[str, Any]) -> ReleaseSpec:
+    """The spec, and the settings checked too: bad input exits 2 before any run exists."""
+    from canaryflow.settings import get_settings
+
     try:
-        return load_spec(spec_file, overrides=overrides)
+        spec = load_spec(spec_file, overrides=overrides)
+        get_settings()
+        return spec
     except ConfigError as exc:
         console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from None
@@ -116,16 +135,16 @@ def _fail(exc: Exception) -> typer.Exit:
 
 @app.command()
 def plan(
-    spec_file: Annotated[Optional[Path], typer.Option("--spec", "-f", help="Release spec (YAML, JSON or TOML).")] = None,
-    service: Annotated[Optional[str], typer.Option(help="Service to release.")] = None,
-    version: Annotated[Optional[str], typer.Option(help="New version.")] = None,
-    environment: Annotated[Optional[str], typer.Option(help="staging | production")] = None,
+    spec_file: SpecFile = None, service: Service = None, version: Version = None,
+    environment: EnvironmentName = None, platform: PlatformName = None, steps: Steps = None, wait: Wait = None,
+    interval: Interval = None, window: Window = None, min_requests: MinRequests = None,
+    max_error_rate: MaxErrorRate = None, max_p95_ms: MaxP95 = None,
 ) -> None:
-    """Print what a release would do (steps, waits, thresholds, rendered queries); changes nothing."""
+    """Print what `release` with the same flags would do (steps, waits, thresholds, queries); changes nothing."""
+    spec = _spec_from_flags(**locals())  # first: locals() is exactly the flags here
     from canaryflow.report import print_plan
 
-    print_plan(console, _load_or_exit(spec_file, {"service": service, "version": version,
-                                                  "environment": environment}))
+    print_plan(console, spec)
 
 
 @app.command()
@@ -264,9 +283,10 @@ def _point_at(stack: Any) -> None:
     get_settings.cache_clear()
 
 
-def demo_spec(version: str, *, wait: float, interval: float) -> ReleaseSpec:
+def demo_spec(version: str, *, wait: float, interval: float, environment: str = "staging") -> ReleaseSpec:
+    """Short waits for the embedded platform; ``CANARYFLOW_*`` variables of another setup are ignored."""
     return load_spec(overrides={
-        "service": "checkout", "version": version, "environment": "staging", "step_wait_seconds": wait,
+        "service": "checkout", "version": version, "environment": environment, "step_wait_seconds": wait,
         "analysis_interval_seconds": interval, "analysis_window": "15s", "min_canary_requests": 30,
         "max_hold_seconds": 30, "ready_timeout_seconds": 20,
     }, use_env=False)
@@ -279,13 +299,24 @@ def local_release(
     catalog: Annotated[Optional[Path], typer.Option(help="Version catalogue file.")] = None,
     wait: Annotated[float, typer.Option(help="Seconds per step.")] = 8,
     interval: Annotated[float, typer.Option(help="Seconds between analysis rounds.")] = 1,
+    environment: Annotated[str, typer.Option(help="staging | production (its default thresholds apply)")] = "staging",
 ) -> None:
     """Start the local platform, release VERSION with short waits, report, and stop everything."""
+    from canaryflow.local.catalog import CatalogError, UnknownVersionError, load_catalog
     from canaryflow.local.stack import LocalStack
 
+    from canaryflow.settings import load_settings
+
+    try:  # a typo in the version is bad input, not a release that failed: nothing starts
+        spec = demo_spec(version, wait=wait, interval=interval, environment=environment)
+        load_catalog(catalog).version(version)
+        load_settings()
+    except (ConfigError, CatalogError, UnknownVersionError) as exc:
+        console.print(f"[red]{escape(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))}[/red]")
+        raise typer.Exit(2) from None
     with LocalStack(stable=stable, rps=100, catalog=catalog) as stack:
         _point_at(stack)
-        promoted = _release_and_report(demo_spec(version, wait=wait, interval=interval))
+        promoted = _release_and_report(spec)
     raise typer.Exit(0 if promoted else 1)
 
 
@@ -315,7 +346,13 @@ def demo(
     """Release a healthy version (promoted), then a bad one (rolled back), on the local platform."""
     from canaryflow.local.stack import LocalStack
     from canaryflow.report import print_summary
+    from canaryflow.settings import load_settings
 
+    try:  # the local platform replaces the endpoints, but a misspelt or bad variable is still refused
+        load_settings()
+    except ConfigError as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
     started = time.monotonic()
     ui = _ensure_prefect_ui()
     from prefect.settings import PREFECT_API_URL, temporary_settings

@@ -153,6 +153,14 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class Signal:
+    """A reason to roll back that no metric shows: the canary stopped serving, a person said no."""
+
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True)
 class Decision:
     action: Action
     reason: Reason
@@ -162,7 +170,7 @@ class Decision:
 
 #: The order in which ``decide`` applies its rules; the first that matches decides.
 PRECEDENCE: tuple[str, ...] = (
-    "1. an abort signal (smoke test failed, rollout stuck, platform error, manual, alert) rolls back",
+    "1. a signal from outside the metrics (e.g. the canary stopped serving) rolls back",
     "2. any FAIL measurement in the history rolls back, error rate before latency",
     "3. max_consecutive_errors rounds in a row with an ERROR roll back: metrics_unavailable",
     "4. before the step's wait is over: hold and keep measuring",
@@ -186,19 +194,20 @@ def _summary(measurements: Sequence[Measurement]) -> str:
 
 
 def decide(
-    policy: Policy, *, step_index: int, elapsed: float, rounds: Sequence[Round], signal: Reason | None = None
+    policy: Policy, *, step_index: int, elapsed: float, rounds: Sequence[Round], signal: Signal | None = None
 ) -> Decision:
     """Decide what the release does next. Pure: same inputs, same decision.
 
     ``rounds`` is the release's whole analysis history, oldest first; ``elapsed`` is the time spent
-    in step ``step_index``; ``signal`` is an abort raised outside analysis.
+    in step ``step_index``; ``signal`` is an abort raised outside analysis (it wins over any metric:
+    a dead canary's last good numbers must not advance it).
     """
     weight = policy.steps[step_index]
     step_rounds = [r for r in rounds if r.step_index == step_index]
 
     # Rule 1: abort signals.
     if signal is not None:
-        return Decision(Action.ROLLBACK, signal, f"{signal.value} at {weight}% canary")
+        return Decision(Action.ROLLBACK, signal.reason, f"{signal.detail} at {weight}% canary")
 
     # Rule 2: any FAIL.
     failing = [m for r in rounds for m in r.measurements if m.verdict is Verdict.FAIL]

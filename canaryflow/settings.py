@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from canaryflow.errors import ConfigError
+
+ENV_PREFIX = "CANARYFLOW_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CANARYFLOW_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     prometheus_url: str = "http://127.0.0.1:9090"
     prometheus_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -33,6 +38,26 @@ class Settings(BaseSettings):
     kube_in_cluster: bool = False
 
 
+def load_settings() -> Settings:
+    """Settings from the environment, or a ``ConfigError`` naming each bad variable.
+
+    A misspelt variable (``CANARYFLOW_PROMETHEUS_ULR``) is refused too: silently ignored, it would
+    point the release at the default Prometheus instead of the intended one.
+    """
+    from canaryflow.envcheck import check_variable_names
+
+    check_variable_names()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [f"  {ENV_PREFIX}{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid settings:\n" + "\n".join(lines),
+                          fields=tuple(".".join(map(str, e["loc"])) for e in exc.errors())) from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings, read once (tests and ``local`` commands clear the cache)."""
+    return load_settings()

@@ -19,6 +19,7 @@ import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 from canaryflow.errors import ConfigError
 from canaryflow.kube.target import KubernetesTarget
@@ -202,6 +203,15 @@ class ReleaseSpec(BaseModel):
         description="How long a release waits for another release of the same service to finish",
     )
 
+    @field_validator("analysis_window")
+    @classmethod
+    def _positive_window(cls, window: str) -> str:
+        # Prometheus answers 400 "duration must be greater than 0" to rate(x[0s]): every round
+        # would be an ERROR and a healthy canary would roll back as metrics_unavailable.
+        if duration_seconds(window) <= 0:
+            raise ValueError("must be a positive PromQL duration, e.g. 30s, 1m or 2h")
+        return window
+
     @field_validator("steps")
     @classmethod
     def _steps_climb_to_full(cls, steps: list[int]) -> list[int]:
@@ -297,9 +307,27 @@ class _SpecFromEnvironment(BaseSettings, ReleaseSpec):
     model_config = SettingsConfigDict(env_prefix="CANARYFLOW_", env_nested_delimiter="__", extra="ignore")
 
 
+class _SpecEnvironmentSource(EnvSettingsSource):
+    """``CANARYFLOW_STEPS=10,50,100`` as the ``--steps`` flag writes it, besides the JSON ``[10,50,100]``."""
+
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
+        if field_name == "steps" and isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return super().decode_complex_value(field_name, field, value)
+
+
 def _environment_values() -> dict[str, Any]:
     """Raw ``CANARYFLOW_*`` values, parsed by pydantic-settings but validated later with the rest."""
-    return EnvSettingsSource(_SpecFromEnvironment)()
+    from canaryflow.envcheck import check_variable_names
+
+    check_variable_names()
+    try:
+        return _SpecEnvironmentSource(_SpecFromEnvironment)()
+    except SettingsError as exc:  # a complex field whose value is not JSON
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "<spec>"
+        raise ConfigError(f"invalid environment:\n  CANARYFLOW_{field.upper()}: not valid JSON "
+                          f"(lists and mappings are JSON, e.g. CANARYFLOW_SMOKE='[{{\"path\": \"/healthz\"}}]')",
+                          fields=(field,)) from None
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 take the service's lock -> preflight -> deploy -> wait until ready -> smoke test -> dashboard and
 annotation -> for each step: (approval before the last, where the spec asks) move traffic, analyse
-during the wait -> promote. A FAIL, a failed smoke test, a stuck rollout or a rejection rolls back:
+during the wait -> promote. A FAIL, a failed smoke test, a stuck rollout, a canary that stops
+serving mid-step or a rejection rolls back:
 traffic to stable first, then the canary goes, and the run ends Failed with the reason and the
 numbers. An abort for a passing reason (metrics or platform unavailable) also schedules a retry run.
 """
@@ -75,8 +76,9 @@ def canary_release(spec: ReleaseSpec, attempt: int = 1, retry_of: str | None = N
     """Release ``spec.version``; ``attempt``/``retry_of`` are set on scheduled retries of an aborted canary."""
     spec = validate_spec(spec)
     _refuse_other_environment(spec)
+    settings = get_settings()  # bad settings fail the run here, before it holds or changes anything
     with one_release_per_service(spec.service, timeout=spec.queue_timeout_seconds):
-        run = open_release(spec, get_settings(), attempt=attempt, retry_of=retry_of)
+        run = open_release(spec, settings, attempt=attempt, retry_of=retry_of)
         try:
             return release(run)
         except ReleaseRolledBack as rolled_back:  # an answer, not a crash: Failed, with the reason
@@ -145,8 +147,8 @@ def analyse_step(run: ReleaseRun, index: int) -> Decision:
     record = run.begin(f"step {index + 1}/{len(run.spec.steps)}", weight)
     started = time.monotonic()
     while True:
-        round_ = analyse_canary(run, index, weight, started)
-        decision = decide(policy, step_index=index, elapsed=round_.elapsed, rounds=run.rounds)
+        round_, signal = analyse_canary(run, index, weight, started)
+        decision = decide(policy, step_index=index, elapsed=round_.elapsed, rounds=run.rounds, signal=signal)
         if decision.action is not Action.HOLD:
             run.end(record, decision.action.value, decision.explanation)
             return decision

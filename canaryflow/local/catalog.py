@@ -79,12 +79,22 @@ class VersionSpec(_Strict):
     faults: dict[str, FaultSpec] = Field(default_factory=dict)
     readiness_delay_s: float = Field(default=0.0, ge=0.0)
     crash_on_start: bool = False
+    # Seconds after start at which a process that served normally dies: a canary that passes its
+    # smoke tests and then fails mid-rollout, which crash_on_start cannot exercise.
+    crash_after_s: Optional[float] = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _fault_paths_absolute(self) -> "VersionSpec":
         bad = [p for p in self.faults if not p.startswith("/")]
         if bad:
             raise ValueError(f"fault paths must start with '/': {bad}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_crash_mode(self) -> "VersionSpec":
+        # Both at once would silently mean crash_on_start; refuse the contradiction instead.
+        if self.crash_on_start and self.crash_after_s is not None:
+            raise ValueError("crash_on_start and crash_after_s are mutually exclusive")
         return self
 
 

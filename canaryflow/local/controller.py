@@ -265,9 +265,11 @@ class Controller:
     # -- admin operations --------------------------------------------------
 
     def state(self) -> dict:
+        """Everything a client needs; ``versions`` lets it refuse an unknown version up front."""
         self.policy.expire_lease()
         return {
             "service": self.service,
+            "versions": self.catalog.names,
             "stable": self.stable.to_json() if self.stable else None,
             "canary": self.canary.to_json() if self.canary else None,
             "canary_weight": self.policy.weight,

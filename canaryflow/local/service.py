@@ -1,6 +1,6 @@
 """Demo HTTP service whose behaviour is driven by the version catalogue.
 
-One process runs one version. Its errors, latency, faults and readiness come
+One process runs one version. Its errors, latency, faults, readiness and crashes come
 from the catalogue entry, so canary analysis sees genuinely different metrics
 per version rather than simulated numbers. Metrics follow the usual
 ``http_requests_total`` / ``http_request_duration_seconds`` conventions so
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -141,6 +143,27 @@ def create_app(
     ])
 
 
+def schedule_crash(after_s: float, version: str, exit=os._exit) -> threading.Timer:
+    """Arm a timer that ends the whole process with CRASH_EXIT_CODE ``after_s`` seconds from now.
+
+    ``os._exit`` rather than ``sys.exit`` or a signal: SystemExit raised in the timer thread
+    ends only that thread, and uvicorn turns SIGTERM/SIGINT into a graceful shutdown that
+    exits 0. Skipping all cleanup is the point: like a real crash, open connections are cut
+    and nothing is flushed but the line above. The thread is a daemon so a normal shutdown need
+    not wait for it.
+    """
+
+    def crash() -> None:
+        print(f"version {version} is configured to crash {after_s:g}s after start; "
+              f"exiting with code {CRASH_EXIT_CODE}", file=sys.stderr, flush=True)
+        exit(CRASH_EXIT_CODE)
+
+    timer = threading.Timer(after_s, crash)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Run one version of the demo service.")
     parser.add_argument("--version", required=True)
@@ -154,6 +177,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if spec.crash_on_start:
         print(f"version {args.version} is configured to crash on start", file=sys.stderr)
         return CRASH_EXIT_CODE
+    if spec.crash_after_s is not None:
+        schedule_crash(spec.crash_after_s, args.version)
     app = create_app(spec, version=args.version, service=args.service or catalog.service)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
     return 0

@@ -4,7 +4,8 @@ Starts Pushgateway, the controller (running the stable version), Prometheus
 (scraping the services through the controller's file_sd targets file) and a
 load generator, all as real processes on 127.0.0.1 inside one work directory.
 Everything is torn down on exit, including when the with-block raises or is
-interrupted, so test runs never leak processes or ports.
+interrupted, so test runs never leak processes or ports; nor temporary
+directories: a work directory the stack made itself is removed on exit.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class LocalStack:
         self.alertmanager_url = alertmanager_url
         self._workdir_arg = workdir
         self.workdir: Optional[Path] = None
+        self._owns_workdir = False  # True when start() made a temporary one, which close() removes
         self.processes: dict[str, subprocess.Popen] = {}
         self.prometheus_url = self.pushgateway_url = self.controller_url = ""
         self._prometheus_port = 0
@@ -109,8 +111,12 @@ class LocalStack:
 
     def start(self) -> None:
         """Start every component in dependency order, waiting for each to be ready."""
-        self.workdir = Path(self._workdir_arg or tempfile.mkdtemp(prefix="canaryflow-stack-")).resolve()
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._workdir_arg:
+            self.workdir = Path(self._workdir_arg).resolve()
+            self.workdir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.workdir = Path(tempfile.mkdtemp(prefix="canaryflow-stack-")).resolve()
+            self._owns_workdir = True
         find_binary("prometheus")  # fail before starting anything if it is missing
         pushgateway_bin = find_binary("prometheus-pushgateway", "pushgateway")
 
@@ -187,7 +193,10 @@ class LocalStack:
     def close(self) -> None:
         """Stop every process concurrently; idempotent and safe after a failed start.
 
-        The work directory (logs, Prometheus data) is kept for inspection.
+        A work directory the caller passed in is kept (logs, Prometheus data) for inspection;
+        pass one to keep the logs. A temporary one the stack made itself is removed: nobody
+        else knows its name, so every run would otherwise leave one behind in /tmp. A failed
+        start loses nothing by that, since its error already quotes the tail of the log.
         """
         running = list(self.processes.values())
         self.processes.clear()
@@ -197,3 +206,6 @@ class LocalStack:
             for proc in running:  # a second pass in case stop_all was interrupted
                 if proc.poll() is None:
                     procs.stop(proc, timeout=1)
+            # Only now: a process still running could write into the tree while it is removed.
+            if self._owns_workdir and self.workdir is not None:
+                shutil.rmtree(self.workdir, ignore_errors=True)

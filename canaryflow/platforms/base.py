@@ -17,11 +17,21 @@ class Platform(Protocol):
     def stable_version(self) -> str | None:
         """The version serving users now, if any."""
 
+    def check_version(self, version: str) -> None:
+        """Raise ``PlatformError`` when ``version`` can never be deployed here (a name the local
+        catalogue does not know, an image reference that cannot be built). Preflight: changes nothing,
+        so a typo fails the release before any canary exists instead of rolling one back."""
+
     def deploy(self, version: str) -> None:
         """Start ``version`` as the canary, with no user traffic yet."""
 
     def wait_ready(self, *, timeout: float) -> None:
         """Block until the canary is ready; raise ``RolloutStuck`` when it cannot get there."""
+
+    def canary_problem(self) -> str | None:
+        """Why the deployed canary cannot serve users now (its process exited, no replica is
+        available), else None. Asked every analysis round: a dead canary emits no metrics of its
+        own, so the judge alone would only see "too few requests" while users get errors."""
 
     def canary_url(self) -> str:
         """Base URL that reaches the canary directly, bypassing the traffic split (smoke tests)."""

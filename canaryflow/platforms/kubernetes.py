@@ -20,6 +20,7 @@ version on the canary Deployment), so any later process can do it.
 from __future__ import annotations
 
 import logging
+import re
 import string
 import time
 from collections.abc import Callable
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from canaryflow.spec import ReleaseSpec
 
 log = logging.getLogger(__name__)
+
+#: What Kubernetes accepts as a label value; the canary carries ``version=<version>``.
+LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)")
 
 
 class KubernetesPlatform:
@@ -105,6 +109,29 @@ class KubernetesPlatform:
     def get_weight(self) -> int:
         with self.api.doing("get_weight"):
             return self.router.get_weight()
+
+    def check_version(self, version: str) -> None:
+        if not LABEL_VALUE.fullmatch(version):
+            raise PlatformError(f"version {version!r} cannot be a Kubernetes label value (at most 63 letters, "
+                                "digits, '-', '_' or '.', starting and ending with a letter or digit)",
+                                operation="check_version")
+        with self.api.doing("check_version"):
+            try:
+                self._image(self.workloads.get_stable(), version)
+            except (KeyError, ValueError) as exc:
+                raise PlatformError(f"cannot build the image reference for {version!r}: {exc}",
+                                    operation="check_version") from None
+
+    def canary_problem(self) -> str | None:
+        with self.api.doing("canary_problem"):
+            canary = self.workloads.find_canary()
+        if canary is None:
+            return f'canary deployment "{self.canary_name}" is gone'
+        wanted = int((canary.get("spec") or {}).get("replicas", 1))
+        available = int((canary.get("status") or {}).get("availableReplicas") or 0)
+        if wanted > 0 and available == 0:
+            return f'canary deployment "{self.canary_name}" has no available replica (0 of {wanted})'
+        return None
 
     # -- the release -------------------------------------------------------------------------------
 

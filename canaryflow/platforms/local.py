@@ -55,6 +55,21 @@ class LocalPlatform:
         stable = self.state().get("stable")
         return stable["version"] if stable else None
 
+    def check_version(self, version: str) -> None:
+        known = self.state().get("versions")
+        if known is not None and version not in known:
+            raise PlatformError(f"unknown version {version!r}; the catalogue has: {', '.join(known)}",
+                                operation="check_version")
+
+    def canary_problem(self) -> str | None:
+        # Only a dead process counts: a missed readiness probe on a busy machine is not a crash.
+        canary = self.state().get("canary")
+        if canary is None:
+            return "the canary is gone"
+        if canary.get("exit_code") is not None:
+            return f"canary {canary['version']} exited with code {canary['exit_code']}"
+        return None
+
     def deploy(self, version: str) -> None:
         self._call("deploy", "POST", "canary", json={"version": version})
 

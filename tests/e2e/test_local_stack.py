@@ -5,12 +5,14 @@ the module to keep the run short; each test leaves no canary behind.
 """
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from canaryflow.local.catalog import load_catalog
 from canaryflow.local.stack import LocalStack
 
 
@@ -127,6 +129,11 @@ def test_crashing_version_reports_exit_code(admin):
     assert resp.status_code == 409 and "not ready" in resp.json()["error"]
 
 
+def test_state_lists_the_catalogue_versions(admin):
+    versions = state(admin)["versions"]
+    assert versions == load_catalog().names and "v3-crash-later" in versions
+
+
 def test_bad_requests_rejected(admin):
     resp = admin.post("/canary", json={"version": "nope"})
     assert resp.status_code == 400 and "v3-crash" in resp.json()["error"]
@@ -157,14 +164,47 @@ def test_close_leaves_no_processes(stack):
     assert len(pids) >= 5
     stack.close()
     assert [pid for pid in pids if alive(pid)] == []
+    assert (stack.workdir / "controller.log").is_file()  # a workdir the caller gave is kept
 
 
-def test_exception_inside_block_cleans_up(tmp_path):
-    pids = []
+def test_exception_inside_block_cleans_up(tmp_path, monkeypatch):
+    """Processes stop, and the temporary workdir the stack made itself (no workdir given) goes."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp puts it, to observe it
+    pids, workdirs = [], []
     with pytest.raises(RuntimeError, match="boom"):
-        with LocalStack(rps=5, workdir=tmp_path) as s:
+        with LocalStack(rps=5) as s:
             pids += [p.pid for p in s.processes.values()]
             pids.append(httpx.get(s.controller_url + "/-/state").json()["stable"]["pid"])
+            workdirs.append(s.workdir)
+            assert (s.workdir / "controller.log").is_file()
             raise RuntimeError("boom")
     assert len(pids) == 5
     assert [pid for pid in pids if alive(pid)] == []
+    assert workdirs[0].parent == tmp_path.resolve() and not workdirs[0].exists()
+
+
+def test_canary_crashing_mid_canary_is_noticed(tmp_path):
+    """A canary that served, then died (crash_after_s): state shows its exit code, the proxy keeps
+    answering. No load generator (rps=0), so the 50 % split alternates exactly and every routed
+    request below is one of ours."""
+    catalog = tmp_path / "versions.yaml"
+    catalog.write_text("service: checkout\nversions:\n  v1: {}\n  v2-crash-later: {crash_after_s: 5}\n")
+    with LocalStack(rps=0, catalog=catalog, workdir=tmp_path / "stack") as s, \
+            httpx.Client(base_url=s.controller_url + "/-", timeout=10) as admin:
+        assert state(admin)["versions"] == ["v1", "v2-crash-later"]
+        canary = deploy_ready(admin, "v2-crash-later")
+        assert admin.put("/weights", json={"canary_weight": 50}).status_code == 200
+        served = [httpx.get(s.controller_url + "/api/orders").json()["version"] for _ in range(4)]
+        assert sorted(served) == ["v1", "v1", "v2-crash-later", "v2-crash-later"]
+
+        crashed = wait_for(lambda: (state(admin)["canary"] or {}).get("exit_code") is not None
+                           and state(admin)["canary"], 30, what="the canary's crash in state")
+        assert crashed["exit_code"] == 3 and crashed["ready"] is False
+        assert crashed["pid"] == canary["pid"] and not alive(canary["pid"])
+        assert state(admin)["canary_weight"] == 50  # the controller reports; rolling back is the release's job
+
+        # The dead canary keeps its share: those requests get 502 Bad Gateway, the rest are served.
+        statuses = [httpx.get(s.controller_url + "/api/orders").status_code for _ in range(10)]
+        assert sorted(statuses) == [200] * 5 + [502] * 5
+        assert admin.post("/rollback").status_code == 200
+        assert {httpx.get(s.controller_url + "/api/orders").status_code for _ in range(5)} == {200}

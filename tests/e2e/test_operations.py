@@ -108,7 +108,9 @@ def test_a_second_release_of_a_service_waits_for_the_first_and_changes_nothing(p
     assert proxy["canary"] is None and proxy["history"] == []  # the platform was never touched
 
 
-GATED = {**FAST_SPEC, "version": "v2", "step_wait_seconds": 2, "traffic_lease_seconds": 2,
+#: A short lease, so the gate's renewals are what keeps the canary's weight while paused; 4 s leaves
+#: renewals (every lease/3) room for a stalled second on a saturated machine.
+GATED = {**FAST_SPEC, "version": "v2", "step_wait_seconds": 2, "traffic_lease_seconds": 4,
          "approval": {"environments": ["production"], "timeout_seconds": 90, "poll_seconds": 1}}
 
 
@@ -150,7 +152,7 @@ def test_approved_from_the_cli_goes_on_to_full_traffic(prefect_server, stack):
     weights_while_paused: list[int] = []
 
     def approve_from_cli(run_id: str) -> None:
-        time.sleep(5)  # more than two leases: the gate must keep renewing the canary's weight
+        time.sleep(9)  # more than two leases: the gate must keep renewing the canary's weight
         weights_while_paused.append(controller_state(stack)["canary_weight"])
         cli = subprocess.run([sys.executable, "-m", "canaryflow", "approve", run_id, "--reason",
                               "dashboards look fine", "--by", "sre-on-call"], cwd=ROOT, env=cli_env(prefect_server),

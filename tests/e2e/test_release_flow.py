@@ -84,6 +84,18 @@ def test_a_canary_that_never_gets_ready_is_rollout_stuck(stack, prefect_server, 
     assert controller_state(stack)["routed"]["canary"] == 0
 
 
+def test_a_canary_that_dies_mid_step_rolls_back_at_once(stack, prefect_server):
+    """v3-crash-later passes its smoke test, then its process exits 10 s after start: its own
+    metrics stop, so only the platform can tell; the next round must roll back, not wait."""
+    state, outcome = release("v3-crash-later", step_wait_seconds=60)
+    assert state.is_failed()
+    assert_rolled_back_to_stable(stack, outcome, "rollout_stuck")
+    assert "canary v3-crash-later exited with code 3 at 10% canary" in outcome.explanation
+    assert max(weights_seen(controller_state(stack))) == 10
+    step = next(s for s in outcome.summary["steps"] if s["stage"].startswith("step 1"))
+    assert step["outcome"] == "rollback" and step["duration_s"] < 60  # the signal ended the step, not its wait
+
+
 def test_prometheus_lost_mid_canary_never_promotes(stack, prefect_server):
     def stop_prometheus_at_first_step() -> None:
         deadline = time.monotonic() + 60

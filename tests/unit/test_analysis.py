@@ -47,9 +47,10 @@ def test_next_pause_lands_a_round_on_the_end_of_the_wait():
     assert next_pause(elapsed=0, wait=0, interval=2) == 2
 
 
-def _run(prometheus_handler, stable: str = "v1"):
+def _run(prometheus_handler, stable: str = "v1", versions: list[str] | None = None):
     controller = httpx.MockTransport(lambda r: httpx.Response(200, json={
-        "service": "checkout", "stable": {"version": stable}, "canary": None, "canary_weight": 0}))
+        "service": "checkout", "stable": {"version": stable}, "canary": None, "canary_weight": 0,
+        "versions": versions if versions is not None else ["v1", "v2"]}))
     return ReleaseRun(
         spec=validate_spec({"service": "checkout", "version": "v2"}),
         platform=LocalPlatform("http://controller", service="checkout", transport=controller),
@@ -81,6 +82,14 @@ def test_preconditions_pass_and_remember_the_stable_version():
 def test_preconditions_refuse(handler, stable, message):
     with pytest.raises(PreflightError, match=message):
         check_preconditions(_run(handler, stable))
+
+
+def test_a_version_the_platform_cannot_deploy_is_refused_before_any_canary_exists():
+    run = _run(_prometheus(), versions=["v1", "v3-errors"])
+    with pytest.raises(PreflightError, match=r"checkout v2 cannot be released: .*unknown version 'v2'; "
+                                             r"the catalogue has: v1, v3-errors") as refused:
+        check_preconditions(run)
+    assert refused.value.reason is None  # a typo is not retried later
 
 
 @pytest.mark.parametrize("window,age,expected", [

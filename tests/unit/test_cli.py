@@ -99,3 +99,27 @@ def test_webhook_serve_refuses_a_bad_configuration_before_listening(monkeypatch,
     monkeypatch.setenv("CANARYFLOW_WEBHOOK_BASE_SPEC", str(tmp_path / "missing.yaml"))
     result = runner.invoke(app, ["webhook", "serve", "--port", "1"])
     assert result.exit_code == 2, result.output
+
+
+def test_bad_settings_exit_2_before_any_run(monkeypatch):
+    monkeypatch.setenv("CANARYFLOW_PROMETHEUS_TIMEOUT_SECONDS", "-1")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # a run would fail to reach this
+    result = runner.invoke(app, ["release", "--service", "checkout", "--version", "v2"])
+    assert result.exit_code == 2, result.output
+    assert "CANARYFLOW_PROMETHEUS_TIMEOUT_SECONDS: Input should be greater than 0" in result.output
+
+
+def test_plan_takes_every_release_flag(monkeypatch):
+    result = runner.invoke(app, ["plan", "--service", "checkout", "--version", "v2", "--steps", "20,100",
+                                 "--wait", "45", "--interval", "15", "--window", "2m", "--min-requests", "80",
+                                 "--max-error-rate", "0.02", "--max-p95-ms", "350"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for shown in ("20%", "45 s", "15 s", "error rate <= 2.0000%", "p95 latency <= 350 ms",
+                  "at least 80 canary requests", "[2m]"):
+        assert shown in result.output, shown
+
+
+def test_local_release_of_an_unknown_version_starts_nothing():
+    result = runner.invoke(app, ["local", "release", "v9-nope"])
+    assert result.exit_code == 2
+    assert "unknown version 'v9-nope'" in result.output and "v3-errors" in result.output

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from canaryflow.judge import (
-    PRECEDENCE, Action, Measurement, Policy, QueryResult, Reason, Round, Verdict, decide, judge_error_rate,
-    judge_latency,
+    PRECEDENCE, Action, Measurement, Policy, QueryResult, Reason, Round, Signal, Verdict, decide,
+    judge_error_rate, judge_latency,
 )
 
 ENOUGH = QueryResult(500.0)
@@ -75,10 +75,19 @@ def test_precedence_is_written_down():
     assert len(PRECEDENCE) == 7 and PRECEDENCE[0].startswith("1.")
 
 
-@pytest.mark.parametrize("signal", [Reason.SMOKE_TEST_FAILED, Reason.ROLLOUT_STUCK, Reason.MANUAL, Reason.ALERT])
-def test_rule1_signal_beats_a_passing_analysis(signal):
+@pytest.mark.parametrize("reason", [Reason.ROLLOUT_STUCK, Reason.MANUAL, Reason.ALERT])
+def test_rule1_signal_beats_a_passing_analysis(reason):
+    signal = Signal(reason, "canary v2 exited with code 3")
     d = decide(POLICY, step_index=0, elapsed=100, rounds=[Round(0, 100, PASS)], signal=signal)
-    assert (d.action, d.reason) == (Action.ROLLBACK, signal)
+    assert (d.action, d.reason) == (Action.ROLLBACK, reason)
+    assert d.explanation == "canary v2 exited with code 3 at 10% canary"
+
+
+def test_rule1_signal_beats_a_fail_too():
+    failing = (m("error_rate", Verdict.FAIL, 0.5), m("p95_latency", Verdict.PASS, 40))
+    d = decide(POLICY, step_index=1, elapsed=1, rounds=[Round(1, 1, failing)],
+               signal=Signal(Reason.MANUAL, "rejected by lead: error budget spent"))
+    assert (d.action, d.reason) == (Action.ROLLBACK, Reason.MANUAL)
 
 
 def test_rule2_any_fail_rolls_back_even_before_the_wait_ends():

@@ -17,9 +17,12 @@ def test_default_catalog_has_expected_versions():
     catalog = load_catalog()
     assert catalog.service == "checkout"
     assert {"v1", "v2", "v3-errors", "v3-slow", "v3-smoke-broken",
-            "v3-never-ready", "v3-crash"} <= set(catalog.versions)
+            "v3-never-ready", "v3-crash", "v3-crash-later"} <= set(catalog.versions)
     assert catalog.version("v3-errors").error_rate == 0.05
     assert catalog.version("v3-crash").crash_on_start is True
+    assert catalog.version("v3-crash").crash_after_s is None
+    later = catalog.version("v3-crash-later")
+    assert later.crash_after_s == 10 and later.crash_on_start is False
     assert catalog.version("v3-smoke-broken").faults["/api/health"].status == 503
     assert catalog.version("v3-never-ready").readiness_delay_s == 3600
 
@@ -39,6 +42,9 @@ def test_unknown_nested_field_is_named():
     {"latency_ms": {"p50": 50, "p95": 10}},
     {"faults": {"api/x": {"status": 500}}},
     {"readiness_delay_s": -1},
+    {"crash_after_s": 0},
+    {"crash_after_s": -5},
+    {"crash_on_start": True, "crash_after_s": 10},
 ])
 def test_invalid_values_rejected(spec):
     with pytest.raises(CatalogError):
@@ -69,3 +75,15 @@ def test_latency_fit_matches_quantiles():
     samples = sorted(spec.sample_seconds(rng) * 1000 for _ in range(20000))
     assert samples[10000] == pytest.approx(20, rel=0.05)
     assert samples[19000] == pytest.approx(45, rel=0.07)
+
+
+def test_slow_version_breaches_latency_thresholds_but_not_smoke_checks():
+    """v3-slow must fail analysis in staging (p95 > 500 ms) and production (> 200 ms), while the
+    default smoke checks (1000 ms per request) practically never see a request that slow."""
+    spec = load_catalog().version("v3-slow").latency_ms
+    rng = random.Random(11)
+    samples = sorted(spec.sample_seconds(rng) * 1000 for _ in range(20000))
+    assert samples[19000] > 550  # p95, clear of the 500 ms staging threshold
+    assert samples[10000] > 200  # even the median breaches production's 200 ms
+    over_a_second = sum(1 for ms in samples if ms > 1000) / len(samples)
+    assert over_a_second < 0.002  # the fitted model gives 0.068 %

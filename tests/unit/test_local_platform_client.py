@@ -30,11 +30,12 @@ class FakeController:
         self.requests: list[tuple[str, str, Any]] = []
         self.polls_until_ready: int | None = 0  # None: never ready
         self.fail_with: tuple[int, Any] | None = None
+        self.versions = ["v1", "v2", "v3-errors"]
 
     def state(self) -> dict[str, Any]:
         return {"service": self.service, "stable": self.stable, "canary": self.canary,
                 "canary_weight": self.weight, "lease_expires_at": None, "routed": {"stable": 0, "canary": 0},
-                "history": []}
+                "history": [], "versions": self.versions}
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
@@ -115,6 +116,27 @@ def test_rollback(platform, controller):
     with pytest.raises(PlatformError, match="no canary is deployed") as info:
         platform.canary_url()
     assert info.value.operation == "canary_url"
+
+
+# -- checks that change nothing ----------------------------------------------------------------------
+
+def test_check_version_knows_the_catalogue(platform, controller):
+    platform.check_version("v3-errors")
+    with pytest.raises(PlatformError, match="unknown version 'v9'; the catalogue has: v1, v2, v3-errors") as info:
+        platform.check_version("v9")
+    assert info.value.operation == "check_version" and not info.value.transient
+    assert all(method == "GET" for method, _, _ in controller.requests)
+
+
+def test_canary_problem_is_a_dead_or_missing_canary_not_a_missed_probe(platform, controller):
+    assert platform.canary_problem() == "the canary is gone"
+    platform.deploy("v2")
+    platform.wait_ready(timeout=1)
+    assert platform.canary_problem() is None
+    controller.canary["ready"] = False  # a slow probe on a busy machine: still serving
+    assert platform.canary_problem() is None
+    controller.canary["exit_code"] = 3
+    assert platform.canary_problem() == "canary v2 exited with code 3"
 
 
 # -- wait_ready -----------------------------------------------------------------------------------------

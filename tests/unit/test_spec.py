@@ -96,3 +96,30 @@ def test_bad_files_say_what_is_wrong(tmp_path, name, text, message):
 
 def test_run_name():
     assert ReleaseSpec(**BASE).run_name == "release/checkout/v2/staging"
+
+
+def test_steps_from_the_environment_as_the_flag_writes_them_or_as_json(monkeypatch):
+    for value in ("10,50,100", " 20, 100 ", "[5, 100]"):
+        monkeypatch.setenv("CANARYFLOW_STEPS", value)
+        expected = [int(v) for v in value.strip("[] ").replace(" ", "").split(",")]
+        assert load_spec(overrides={"service": "checkout", "version": "v2"}).steps == expected
+
+
+def test_a_variable_that_is_not_json_is_named(monkeypatch):
+    monkeypatch.setenv("CANARYFLOW_SMOKE", "/api/health")
+    with pytest.raises(ConfigError, match="CANARYFLOW_SMOKE: not valid JSON") as refused:
+        load_spec(overrides={"service": "checkout", "version": "v2"})
+    assert refused.value.fields == ("smoke",)
+
+
+def test_a_misspelt_variable_is_refused_not_ignored(monkeypatch):
+    monkeypatch.setenv("CANARYFLOW_STEP_WAIT", "5")
+    with pytest.raises(ConfigError, match="did you mean CANARYFLOW_STEP_WAIT_SECONDS"):
+        load_spec(overrides={"service": "checkout", "version": "v2"})
+    assert load_spec(overrides={"service": "checkout", "version": "v2"}, use_env=False).step_wait_seconds == 300
+
+
+@pytest.mark.parametrize("window", ["0s", "0m", "00h", "0ms"])
+def test_an_empty_analysis_window_is_refused(window):
+    with pytest.raises(ConfigError, match="analysis_window: .*positive PromQL duration"):
+        validate_spec({"service": "checkout", "version": "v2", "analysis_window": window})

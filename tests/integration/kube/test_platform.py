@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import yaml
 
@@ -300,5 +302,34 @@ def test_missing_stable_deployment_is_named(kube):
     try:
         with pytest.raises(PlatformError, match='stable_version: deployment "payments" not found in namespace "shop"'):
             platform.stable_version()
+    finally:
+        platform.close()
+
+
+def test_canary_problem_reports_a_canary_that_stopped_serving(kube, router):
+    platform = make_platform(kube, router)
+    try:
+        assert platform.canary_problem() == 'canary deployment "checkout-canary" is gone'
+        platform.deploy("v2")
+        platform.wait_ready(timeout=10)
+        assert platform.canary_problem() is None
+        kube.stuck_images.add("registry.example.com/checkout:v2")  # its pods crash-loop from now on
+        deadline = time.monotonic() + 10
+        while (problem := platform.canary_problem()) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert problem is not None and problem.startswith(
+            'canary deployment "checkout-canary" has no available replica (0 of ')
+    finally:
+        platform.close()
+
+
+def test_check_version_refuses_a_version_that_cannot_be_a_label(kube):
+    platform = make_platform(kube, "istio")
+    try:
+        platform.check_version("v2.1.0-rc_1")
+        with pytest.raises(PlatformError, match="cannot be a Kubernetes label value") as refused:
+            platform.check_version("v" * 64)
+        assert refused.value.operation == "check_version" and not refused.value.transient
+        assert deployment(kube, "checkout-canary") is None  # a check changes nothing
     finally:
         platform.close()
