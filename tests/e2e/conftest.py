@@ -52,11 +52,16 @@ def weights_seen(state: dict[str, Any]) -> list[int]:
 
 def prom_value(stack: LocalStack, promql: str, *, timeout: float = 15,
                until: Callable[[float], bool] = lambda v: True) -> float:
-    """Poll the real Prometheus until ``promql`` has a value satisfying ``until``."""
+    """Poll the real Prometheus until ``promql`` has a value satisfying ``until``.
+
+    Read with prometheus-api-client, not canaryflow's own ``PrometheusSource``: what the pipeline
+    wrote is checked by an independent reader."""
+    from prometheus_api_client import PrometheusConnect
+
+    prometheus = PrometheusConnect(url=stack.prometheus_url, timeout=5)
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        body = httpx.get(f"{stack.prometheus_url}/api/v1/query", params={"query": promql}, timeout=5).json()
-        result = body["data"]["result"]
+        result = prometheus.custom_query(promql)
         if result:
             last = float(result[0]["value"][1])
             if until(last):
