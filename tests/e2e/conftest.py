@@ -26,6 +26,9 @@ FAST_SPEC: dict[str, Any] = {
     "step_wait_seconds": 4, "analysis_interval_seconds": 1, "analysis_window": "10s",
     "min_canary_requests": 40, "max_consecutive_errors": 3, "max_hold_seconds": 20,
     "ready_timeout_seconds": 10,
+    # The default checks with a 5 s latency budget: four busy test workers on two cores can stall a
+    # healthy answer past the default 1 s (the latency check itself is unit-tested, test_smoke.py).
+    "smoke": [{"path": "/api/health", "max_latency_ms": 5000}, {"path": "/api/orders", "max_latency_ms": 5000}],
 }
 
 

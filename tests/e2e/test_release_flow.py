@@ -59,7 +59,7 @@ def test_five_percent_errors_roll_back_in_the_first_step(stack, prefect_server):
 
 
 def test_slow_version_rolls_back_for_latency(stack, prefect_server):
-    state, outcome = release("v3-slow", smoke=[{"path": "/api/health", "max_latency_ms": 5000}])
+    state, outcome = release("v3-slow")
     assert state.is_failed()
     assert_rolled_back_to_stable(stack, outcome, "high_latency")
     assert "> 200 ms" in outcome.explanation
