@@ -304,7 +304,6 @@ def local_release(
     """Start the local platform, release VERSION with short waits, report, and stop everything."""
     from canaryflow.local.catalog import CatalogError, UnknownVersionError, load_catalog
     from canaryflow.local.stack import LocalStack
-
     from canaryflow.settings import load_settings
 
     try:  # a typo in the version is bad input, not a release that failed: nothing starts

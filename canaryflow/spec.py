@@ -308,12 +308,28 @@ class _SpecFromEnvironment(BaseSettings, ReleaseSpec):
 
 
 class _SpecEnvironmentSource(EnvSettingsSource):
-    """``CANARYFLOW_STEPS=10,50,100`` as the ``--steps`` flag writes it, besides the JSON ``[10,50,100]``."""
+    """Lists and sections are JSON; ``CANARYFLOW_STEPS`` also takes ``10,50,100`` as ``--steps`` does.
+    A value that does not decode is a ``ConfigError`` naming its variable, not a library traceback."""
 
     def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
         if field_name == "steps" and isinstance(value, str) and not value.lstrip().startswith("["):
             return [part.strip() for part in value.split(",") if part.strip()]
-        return super().decode_complex_value(field_name, field, value)
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:  # never echo the value: a section may carry a secret
+            variable = self._variable_holding(field_name, value)
+            raise ConfigError(f"invalid environment:\n  {variable}: not valid JSON (lists and sections are "
+                              f"JSON, e.g. CANARYFLOW_SMOKE='[{{\"path\": \"/healthz\"}}]')",
+                              fields=(field_name,)) from None
+
+
+    def _variable_holding(self, field_name: str, value: Any) -> str:
+        """The variable as the user wrote it: a nested field is decoded by its last name only."""
+        top, nested = f"{self.env_prefix}{field_name}".lower(), f"{self.env_nested_delimiter}{field_name}".lower()
+        for key, raw in self.env_vars.items():
+            if raw == value and (key.lower() == top or key.lower().endswith(nested)):
+                return key.upper()
+        return top.upper()
 
 
 def _environment_values() -> dict[str, Any]:
@@ -323,11 +339,8 @@ def _environment_values() -> dict[str, Any]:
     check_variable_names()
     try:
         return _SpecEnvironmentSource(_SpecFromEnvironment)()
-    except SettingsError as exc:  # a complex field whose value is not JSON
-        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "<spec>"
-        raise ConfigError(f"invalid environment:\n  CANARYFLOW_{field.upper()}: not valid JSON "
-                          f"(lists and mappings are JSON, e.g. CANARYFLOW_SMOKE='[{{\"path\": \"/healthz\"}}]')",
-                          fields=(field,)) from None
+    except SettingsError as exc:  # any other value pydantic-settings cannot parse; it names the field
+        raise ConfigError(f"invalid environment: {exc}") from None
 
 
 def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

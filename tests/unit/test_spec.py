@@ -105,11 +105,16 @@ def test_steps_from_the_environment_as_the_flag_writes_them_or_as_json(monkeypat
         assert load_spec(overrides={"service": "checkout", "version": "v2"}).steps == expected
 
 
-def test_a_variable_that_is_not_json_is_named(monkeypatch):
-    monkeypatch.setenv("CANARYFLOW_SMOKE", "/api/health")
-    with pytest.raises(ConfigError, match="CANARYFLOW_SMOKE: not valid JSON") as refused:
+@pytest.mark.parametrize("variable,value", [
+    ("CANARYFLOW_SMOKE", "/api/health"),
+    ("CANARYFLOW_THRESHOLDS", "{max_error_rate: 0.1"),
+    ("CANARYFLOW_APPROVAL__ENVIRONMENTS", "production"),  # nested: named in full, not by its last part
+])
+def test_a_variable_that_is_not_json_is_named(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"\n  {variable}: not valid JSON") as refused:
         load_spec(overrides={"service": "checkout", "version": "v2"})
-    assert refused.value.fields == ("smoke",)
+    assert value not in str(refused.value)
 
 
 def test_a_misspelt_variable_is_refused_not_ignored(monkeypatch):
