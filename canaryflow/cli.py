@@ -12,6 +12,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -115,17 +117,25 @@ def _release_and_report(spec: ReleaseSpec) -> bool:
     return promoted
 
 
+@contextmanager
+def _bad_input_exits_2(*errors: type[Exception]) -> Iterator[None]:
+    """Bad input (``ConfigError`` and any of ``errors``) prints one message and exits 2."""
+    try:
+        yield
+    except (ConfigError, *errors) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else exc  # str(KeyError) adds quotes
+        console.print(f"[red]{escape(str(message))}[/red]")
+        raise typer.Exit(2) from None
+
+
 def _load_or_exit(spec_file: Optional[Path], overrides: dict[str, Any]) -> ReleaseSpec:
     """The spec, and the settings checked too: bad input exits 2 before any run exists."""
     from canaryflow.settings import get_settings
 
-    try:
+    with _bad_input_exits_2():
         spec = load_spec(spec_file, overrides=overrides)
         get_settings()
-        return spec
-    except ConfigError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
+    return spec
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -231,11 +241,8 @@ def webhook_serve(
     notifications of firing canary alerts start rollback runs."""
     from canaryflow.webhook import serve
 
-    try:
+    with _bad_input_exits_2():  # secrets, base spec and settings are checked before the port opens
         serve(host=host, port=port)
-    except ConfigError as exc:  # secrets, base spec and settings are checked before the port opens
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
 
 
 @local_app.command("versions")
@@ -306,13 +313,10 @@ def local_release(
     from canaryflow.local.stack import LocalStack
     from canaryflow.settings import load_settings
 
-    try:  # a typo in the version is bad input, not a release that failed: nothing starts
+    with _bad_input_exits_2(CatalogError, UnknownVersionError):  # a typo starts nothing
         spec = demo_spec(version, wait=wait, interval=interval, environment=environment)
         load_catalog(catalog).version(version)
         load_settings()
-    except (ConfigError, CatalogError, UnknownVersionError) as exc:
-        console.print(f"[red]{escape(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc))}[/red]")
-        raise typer.Exit(2) from None
     with LocalStack(stable=stable, rps=100, catalog=catalog) as stack:
         _point_at(stack)
         promoted = _release_and_report(spec)
@@ -347,11 +351,8 @@ def demo(
     from canaryflow.report import print_summary
     from canaryflow.settings import load_settings
 
-    try:  # the local platform replaces the endpoints, but a misspelt or bad variable is still refused
+    with _bad_input_exits_2():  # the local platform sets the endpoints; a misspelt variable is still refused
         load_settings()
-    except ConfigError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
     started = time.monotonic()
     ui = _ensure_prefect_ui()
     from prefect.settings import PREFECT_API_URL, temporary_settings
