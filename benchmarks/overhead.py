@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # before prefect is imported
 
-from canaryflow.analysis import measure  # noqa: E402
+from canaryflow.analysis import Analysis  # noqa: E402
 from canaryflow.judge import Verdict  # noqa: E402
 from canaryflow.local.stack import LocalStack  # noqa: E402
 from canaryflow.platforms.local import LocalPlatform  # noqa: E402
@@ -74,19 +74,20 @@ def plain_release(version: str, controller_url: str, prometheus_url: str) -> flo
             raise RuntimeError(f"{spec.service} already runs {version}")
         platform.check_version(version)
         platform.deploy(version)
-        deployed_at = time.monotonic()
         platform.wait_ready(timeout=spec.ready_timeout_seconds)
         report = run_smoke(platform.canary_url(), spec.smoke)
         if not report.passed:
             raise RuntimeError(f"smoke test of {version} failed: {report.failures()}")
-        for weight in spec.steps:
+        analysis = Analysis(spec, source, baseline_version=platform.stable_version())
+        analysis.start()
+        for index, weight in enumerate(spec.steps):
             platform.set_weight(weight, lease_seconds=LEASE_SECONDS)
             step_started = time.monotonic()
             while True:
                 if problem := platform.canary_problem():
                     platform.rollback()
                     raise RuntimeError(f"{version} stopped serving at {weight}%: {problem}")
-                verdicts = [m.verdict for m in measure(source, spec, canary_age=time.monotonic() - deployed_at)]
+                verdicts = [m.verdict for m in analysis.round(step_index=index, expected_share=weight / 100)]
                 if Verdict.FAIL in verdicts:
                     platform.rollback()
                     raise RuntimeError(f"{version} failed analysis at {weight}%")

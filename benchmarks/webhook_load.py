@@ -72,7 +72,8 @@ async def load(url: str, total: int, concurrency: int) -> tuple[list[float], Cou
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(total):
         queue.put_nowait(i)
-    batch = uuid.uuid4().hex[:8]  # fresh delivery ids per call: the warm-up must not pre-create runs
+    batch = uuid.uuid4().hex[:8]  # fresh versions per call: the warm-up must not pre-create runs
+    ts = str(int(time.time()))  # one signing time per call: a redelivery resends the very signed request
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
@@ -84,7 +85,6 @@ async def load(url: str, total: int, concurrency: int) -> tuple[list[float], Cou
                     return
                 n = i - (i % 10 == 9) * 5  # every tenth request redelivers an earlier one
                 body = f'{{"service": "checkout", "version": "v{n}-{batch}", "environment": "staging"}}'.encode()
-                ts = str(int(time.time()))
                 headers = {"content-type": "application/json", "x-canaryflow-timestamp": ts,
                            "x-canaryflow-signature": sign_generic(SECRET, ts, body),
                            "x-canaryflow-delivery": f"bench-{batch}-{n}"}

@@ -1,20 +1,36 @@
-"""One analysis round: run the rendered queries against a metric source and judge each metric."""
+"""One analysis round: read raw counters for the canary and the baseline, judge every metric.
+
+The only stateful part of the judge: an ``Analysis`` keeps the counter snapshots of the previous
+round (so each round's counts are differences, series by series, at one evaluation time) and the
+latency boundaries it fixed from the baseline before the canary started. Everything it computes
+from those counts is pure (:mod:`canaryflow.assess`), and the decision is :func:`canaryflow.judge.decide`.
+"""
 
 from __future__ import annotations
 
-import math
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from canaryflow.judge import Measurement, Policy, QueryResult, judge_error_rate, judge_latency
+from canaryflow.analysis_spec import LatencyMetric, RatioMetric, ThresholdMetric
+from canaryflow.assess.counts import Counts, Histogram, Snapshot, bucket_increase, counts, increase
+from canaryflow.assess.latency import HistogramPair, assess_latency, auto_boundaries, to_ms
+from canaryflow.assess.ratio import PairCounts, assess_ratio
+from canaryflow.assess.threshold import assess_threshold
+from canaryflow.assess.traffic import assess_traffic
 from canaryflow.errors import PlatformError, PreflightError
-from canaryflow.spec import ReleaseSpec, duration_seconds
+from canaryflow.judge import Measurement, Policy, QueryResult
+from canaryflow.spec import ReleaseSpec
 
 if TYPE_CHECKING:
+    from canaryflow.prometheus import SeriesResult
     from canaryflow.release import ReleaseRun
 
 
 class MetricSource(Protocol):
-    def query(self, promql: str) -> QueryResult: ...
+    def query(self, promql: str, *, at: float | None = None) -> QueryResult: ...
+
+    def query_series(self, promql: str, *, at: float | None = None) -> SeriesResult: ...
 
     def is_online(self) -> bool: ...
 
@@ -46,29 +62,179 @@ def policy_for(spec: ReleaseSpec) -> Policy:
     )
 
 
-def effective_window(spec: ReleaseSpec, canary_age: float | None) -> str:
-    """The analysis window, shortened to the canary's age while it is younger than the window.
-
-    Only samples the new canary produced are judged: series of the same version from before the
-    deploy (a version put back right after it was replaced) never dilute its numbers, and a bad
-    canary's first errors are not averaged over a window it did not live in.
-    """
-    if canary_age is None:
-        return spec.analysis_window
-    seconds = max(1, math.ceil(canary_age))
-    return spec.analysis_window if seconds >= duration_seconds(spec.analysis_window) else f"{seconds}s"
+def comparison_alpha(spec: ReleaseSpec) -> float:
+    """Each metric compared with the baseline gets an equal share of ``analysis.alpha`` (Bonferroni),
+    so alpha bounds the chance that *any* of them rolls back a canary no worse than its baseline."""
+    compared = sum(isinstance(m, (RatioMetric, LatencyMetric)) for m in spec.analysis.metrics)
+    return spec.analysis.alpha / max(1, compared)
 
 
-def measure(source: MetricSource, spec: ReleaseSpec, *, canary_age: float | None = None) -> tuple[Measurement, ...]:
-    """Error rate then latency, both gated by the same canary request count."""
-    queries = spec.rendered_queries(window=effective_window(spec, canary_age))
-    requests = source.query(queries["request_count"])
-    return (
-        judge_error_rate(source.query(queries["error_rate"]), requests,
-                         max_error_rate=spec.max_error_rate, min_requests=spec.min_canary_requests),
-        judge_latency(source.query(queries["p95_latency_seconds"]), requests,
-                      max_p95_ms=spec.max_p95_latency_ms, min_requests=spec.min_canary_requests),
-    )
+@dataclass
+class Analysis:
+    """The judge's memory between rounds for one release: snapshots, boundaries, last verdicts."""
+
+    spec: ReleaseSpec
+    source: MetricSource
+    baseline_version: str | None
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    boundaries: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    last: dict[str, Measurement] = field(default_factory=dict)
+    sample_times: dict[str, float] = field(default_factory=dict)  # per version: mean sample time last read
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def _templates(self, metric: RatioMetric | LatencyMetric) -> dict[str, str]:
+        queries = self.spec.queries
+        if isinstance(metric, RatioMetric):
+            return {"total": metric.total or queries.requests, "bad": metric.bad or queries.errors}
+        return {"buckets": metric.buckets or queries.latency_buckets}
+
+    def _unit(self, metric: LatencyMetric) -> str:
+        return metric.unit or self.spec.queries.latency_unit
+
+    def _read(self, template: str, version: str | None, at: float | None) -> tuple[Snapshot | None, Snapshot | None, str | None]:
+        """(snapshot before, snapshot now, error) for one counter of one version; the stored
+        snapshot only moves on success, so a failed round's counts land in the next one."""
+        if version is None:
+            return {}, {}, None
+        promql = self.spec.render(template, version=version)
+        answer = self.source.query_series(promql, at=at)
+        if answer.error is not None or answer.series is None:
+            return None, None, answer.error or "no answer"
+        before = self.snapshots.get(promql)
+        self.snapshots[promql] = answer.series
+        return before, answer.series, None
+
+    def _span(self, template: str, version: str | None, at: float, since: float | None = None) -> float | None:
+        """Seconds between the samples this round's counts of ``version`` came from and the previous
+        round's. Targets are scraped at different moments, so one version's counts can cover a
+        scrape interval more than the other's: the traffic-split check compares rates over these
+        spans, never raw counts (with 15-30 s scrapes the skew would otherwise dwarf any real mismatch)."""
+        if version is None:
+            return None
+        answer = self.source.query_series(f"timestamp({self.spec.render(template, version=version)})", at=at)
+        if answer.error is not None or not answer.series:
+            return None
+        now = sum(answer.series.values()) / len(answer.series)
+        before, self.sample_times[version] = self.sample_times.get(version), now
+        if before is None or (since is not None and before < since):
+            return None  # the span reaches back before the weight was set: it mixes two weights
+        return max(0.0, now - before)
+
+    def start(self, *, at: float | None = None) -> None:
+        """Snapshot every counter before the canary gets traffic, and fix the latency boundaries
+        from the baseline's history (never from the canary)."""
+        at = time.time() if at is None else at
+        for metric in self.spec.analysis.metrics:
+            if isinstance(metric, ThresholdMetric):
+                continue
+            for template in self._templates(metric).values():
+                for version in (self.spec.version, self.baseline_version):
+                    self._read(template, version, at)
+            if isinstance(metric, LatencyMetric):
+                self.boundaries[metric.name] = self._boundaries(metric)
+        self._split_spans(at)
+
+    def _boundaries(self, metric: LatencyMetric) -> tuple[float, ...]:
+        unit = self._unit(metric)
+        scale = 1000 if unit == "seconds" else 1
+        if metric.boundaries_ms != "auto":
+            return tuple(b / scale for b in metric.boundaries_ms)
+        template = self._templates(metric)["buckets"]
+        history, known = Histogram(()), set()
+        for version in (self.spec.version, self.baseline_version):
+            if version is None:
+                continue
+            seen = Histogram.from_increase(bucket_increase(None, self.snapshots.get(self.spec.render(template, version=version), {})))
+            known.update(seen.boundaries)
+            if version == self.baseline_version:
+                history = seen
+        limit = self._latency_limit(metric) / scale
+        return auto_boundaries(history, limit_le=_nearest_at_or_above(tuple(sorted(known)), limit))
+
+    def _latency_limit(self, metric: LatencyMetric) -> float:
+        return metric.max_ms if metric.max_ms is not None else self.spec.max_p95_latency_ms
+
+    # -- one round ------------------------------------------------------------------------------
+
+    def round(self, *, step_index: int, expected_share: float, at: float | None = None,
+              weight_set_at: float | None = None) -> tuple[Measurement, ...]:
+        """Every metric once, in spec order, then the traffic-split check on the first ratio metric.
+        ``weight_set_at`` (Unix time) keeps counts scraped before the step's weight out of that check."""
+        at = time.time() if at is None else at
+        analysis = self.spec.analysis
+        alpha = comparison_alpha(self.spec)
+        results: list[Measurement] = []
+        split: tuple[Counts | None, Counts | None] | None = None
+        spans = self._split_spans(at, since=weight_set_at)
+        for metric in analysis.metrics:
+            previous = self.last.get(metric.name)
+            state = previous.state if previous else None
+            if isinstance(metric, RatioMetric):
+                observed = self._ratio_counts(metric, at)
+                if split is None:
+                    split = (None, None) if isinstance(observed, str) else (observed.canary, observed.baseline)
+                m = assess_ratio(metric, observed=observed, previous=state, step_index=step_index,
+                                 limit=metric.max if metric.max is not None else self.spec.max_error_rate,
+                                 alpha=alpha, min_requests=self.spec.min_canary_requests, strict=analysis.strict)
+            elif isinstance(metric, LatencyMetric):
+                m = assess_latency(metric, observed=self._histograms(metric, at), previous=state,
+                                   step_index=step_index, boundaries=self.boundaries.get(metric.name, ()),
+                                   unit=self._unit(metric), limit_ms=self._latency_limit(metric), alpha=alpha,
+                                   min_requests=self.spec.min_canary_requests, strict=analysis.strict)
+            else:
+                m = assess_threshold(metric, observed=self.source.query(self.spec.render(metric.query), at=at),
+                                     previous=state)
+            self.last[metric.name] = m
+            results.append(m)
+        if split is not None:
+            previous = self.last.get("traffic_split")
+            m = assess_traffic(canary=split[0], baseline=split[1], spans=spans, expected_share=expected_share,
+                               previous=previous.state if previous else None, step_index=step_index,
+                               alpha=analysis.traffic_alpha, concentration=analysis.traffic_concentration)
+            self.last["traffic_split"] = m
+            results.append(m)
+        return tuple(results)
+
+    def _split_spans(self, at: float, since: float | None = None) -> tuple[float | None, float | None]:
+        """The sample spans behind the first ratio metric's request counts (the traffic split's)."""
+        first = next((m for m in self.spec.analysis.metrics if isinstance(m, RatioMetric)), None)
+        if first is None:
+            return None, None
+        template = self._templates(first)["total"]
+        return (self._span(template, self.spec.version, at, since),
+                self._span(template, self.baseline_version, at, since))
+
+    def _ratio_counts(self, metric: RatioMetric, at: float) -> PairCounts | str:
+        templates = self._templates(metric)
+        pair = []
+        for version in (self.spec.version, self.baseline_version):
+            total_before, total_now, error = self._read(templates["total"], version, at)
+            if error:
+                return error
+            bad_before, bad_now, error = self._read(templates["bad"], version, at)
+            if error:
+                return error
+            pair.append(counts(increase(total_before, total_now or {}), increase(bad_before, bad_now or {})))
+        return PairCounts(canary=pair[0], baseline=pair[1])
+
+    def _histograms(self, metric: LatencyMetric, at: float) -> HistogramPair | str:
+        histograms = []
+        for version in (self.spec.version, self.baseline_version):
+            before, now, error = self._read(self._templates(metric)["buckets"], version, at)
+            if error:
+                return error
+            histograms.append(Histogram.from_increase(bucket_increase(before, now or {})))
+        return HistogramPair(canary=histograms[0], baseline=histograms[1])
+
+    def describe_boundaries(self) -> dict[str, list[float]]:
+        """The latency boundaries in ms, per metric, as fixed at the start (for plan and the report)."""
+        return {name: [to_ms(b, self._unit(m)) for b in self.boundaries.get(name, ())]
+                for m in self.spec.analysis.metrics if isinstance(m, LatencyMetric) for name in [m.name]}
+
+
+def _nearest_at_or_above(boundaries: tuple[float, ...], limit: float) -> float | None:
+    return min((b for b in boundaries if b >= limit and b != float("inf")), default=None)
 
 
 def next_pause(*, elapsed: float, wait: float, interval: float) -> float:
@@ -77,3 +243,4 @@ def next_pause(*, elapsed: float, wait: float, interval: float) -> float:
     if elapsed < wait:
         return max(0.0, min(interval, wait - elapsed))
     return interval
+

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-MEASUREMENT_COLUMNS = ("step", "weight", "elapsed_s", "metric", "value", "threshold", "unit", "verdict", "requests")
+MEASUREMENT_COLUMNS = ("step", "weight", "elapsed_s", "metric", "verdict", "canary", "baseline", "limit", "evidence",
+                       "canary_requests", "detail")
 
 
 def artifact_key(service: str, kind: str) -> str:
@@ -17,15 +18,31 @@ def artifact_key(service: str, kind: str) -> str:
     return f"release-{cleaned}-{kind}"
 
 
+def _figure(value: Any, unit: str | None) -> str:
+    if value is None:
+        return "no data"
+    if unit in ("ratio", "share"):
+        return f"{value * 100:.3f}%"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def measurement_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every analysis measurement, in order, one row each (steps counted from 1)."""
+    """Every analysis measurement, in order, one row each (steps counted from 1), formatted for people."""
     rows = []
     for m in summary.get("measurements", []):
-        row = {column: m.get(column) for column in MEASUREMENT_COLUMNS}
-        row["step"] = m["step"] + 1
-        row["value"] = "no data" if m.get("value") is None else _number(m["value"])
-        row["threshold"] = _number(m.get("threshold"))
-        rows.append(row)
+        unit = m.get("unit")
+        evidence = m.get("evidence")
+        rows.append({
+            "step": m["step"] + 1, "weight": f"{m['weight']}%", "elapsed_s": m.get("elapsed_s"),
+            "metric": m.get("metric"), "verdict": m.get("verdict"),
+            "canary": _figure(m.get("value"), unit), "baseline": _figure(m.get("baseline"), unit),
+            "limit": _figure(m.get("threshold"), unit),
+            "evidence": "no data" if evidence is None else f"{evidence:.3g} / {m.get('evidence_threshold') or 0:.0f}",
+            "canary_requests": "no data" if m.get("requests") is None else int(round(m["requests"])),
+            "detail": m.get("detail", ""),
+        })
     return rows
 
 
@@ -47,12 +64,13 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     ]
     if summary.get("retry"):
         lines.append(f"- **Retry:** {summary['retry']}")
+    for sentence in summary.get("evidence_worth") or []:
+        lines.append(f"- **Evidence:** {sentence}")
     lines += ["", "| stage | weight | duration (s) | outcome | detail |", "|---|---|---|---|---|"]
     for step in summary.get("steps", []):
         detail = str(step.get("detail", "")).replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {step['stage']} | {step['weight']}% | {step['duration_s']} | {step['outcome']} | {detail} |")
+    if summary.get("chart"):
+        lines += ["", "## Canary vs baseline", "", f"![canary vs baseline over the release]({summary['chart']})"]
     return "\n".join(lines) + "\n"
 
-
-def _number(value: Any) -> Any:
-    return round(value, 6) if isinstance(value, float) else value

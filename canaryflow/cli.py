@@ -30,6 +30,8 @@ local_app = typer.Typer(help="The embedded local platform (real processes on 127
 app.add_typer(local_app, name="local")
 webhook_app = typer.Typer(help="The CI webhook receiver.", no_args_is_help=True)
 app.add_typer(webhook_app, name="webhook")
+automation_app = typer.Typer(help="Prefect automations on canaryflow's release events.", no_args_is_help=True)
+app.add_typer(automation_app, name="automation")
 console = Console()
 
 DEMO_UI_PORT = 4200
@@ -144,6 +146,32 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 @app.command()
+def fleet(
+    version: Annotated[str, typer.Option(help="The version every service goes to.")],
+    services: Annotated[str, typer.Option(help="Comma-separated services, in release order.")],
+    environment: Annotated[str, typer.Option(help="staging | production")] = "staging",
+    waves: Annotated[str, typer.Option(help="Wave sizes: counts, percentages, 'rest'.")] = "1,25%,rest",
+    max_concurrency: Annotated[int, typer.Option(help="Releases running at once.")] = 4,
+    stop_on_rollback: Annotated[bool, typer.Option(help="A rollback stops what has not started.")] = True,
+    deployment: Annotated[str, typer.Option(help="The fleet deployment.")] = "canary-fleet/fleet",
+) -> None:
+    """Release one version to many services in waves: starts a run of the fleet deployment."""
+    from pydantic import ValidationError
+
+    from canaryflow.fleet import FleetSpec
+
+    with _bad_input_exits_2(ValidationError):
+        spec = FleetSpec(version=version, environment=environment,
+                         services=[s.strip() for s in services.split(",") if s.strip()],
+                         waves=[w.strip() for w in waves.split(",") if w.strip()],
+                         max_concurrency=max_concurrency, stop_on_rollback=stop_on_rollback)
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(deployment, parameters={"spec": spec.model_dump(mode="json")}, timeout=0)
+    console.print(f"fleet run {run.name} ({run.id}) started for {len(spec.services)} services")
+
+
+@app.command()
 def plan(
     spec_file: SpecFile = None, service: Service = None, version: Version = None,
     environment: EnvironmentName = None, platform: PlatformName = None, steps: Steps = None, wait: Wait = None,
@@ -182,8 +210,40 @@ def rollback(
         result = canary_rollback(spec, reason=reason, detail=detail)
     except CanaryflowError as exc:
         raise _fail(exc) from None
+    if not result.get("rolled_back", True):
+        stopped = ", ".join(result["cancelled"])
+        console.print(f"{result['service']} runs {result['stable_version']} with no canary: "
+                      + (f"the release rolled back itself (stopped: {stopped})" if stopped else
+                         "nothing to roll back"), soft_wrap=True)
+        return
     console.print(f"rolled back {result['service']}; stable is {result['stable_version']}; "
-                  f"cancelled: {', '.join(result['cancelled']) or 'nothing in progress'}")
+                  f"stopped: {', '.join(result['cancelled']) or 'nothing in progress'}", soft_wrap=True)
+
+
+@app.command()
+def reconcile(
+    namespace: Annotated[list[str], typer.Option("--namespace", "-n", help="Namespace to reconcile (repeat).")] = [],  # noqa: B006
+    platform: Annotated[str, typer.Option(help="kubernetes | local")] = "kubernetes",
+    stale_after: Annotated[Optional[float], typer.Option(help="Seconds an expired lease of a run Prefect calls "
+                                                               "live is trusted (a SIGKILLed run stays Running).")] = 600.0,
+) -> None:
+    """Restore stable wherever a release's traffic lease expired and no live run holds it."""
+    from canaryflow.reconcile import reconcile_kubernetes, reconcile_local
+    from canaryflow.settings import get_settings
+
+    if platform not in ("kubernetes", "local"):
+        raise typer.BadParameter(f"unknown platform {platform!r}; known: kubernetes, local", param_hint="--platform")
+    try:
+        settings = get_settings()
+        report = (reconcile_local(settings.local_controller_url) if platform == "local"
+                  else reconcile_kubernetes(settings, namespace, stale_after=stale_after))
+    except (CanaryflowError, ValueError) as exc:
+        raise _fail(exc) from None
+    for line in [o.line() for o in report.outcomes] or ["no object carries a canaryflow lease"]:
+        console.print(escape(line))
+    for problem in report.problems:
+        console.print(f"[red]{escape(problem)}[/red]")
+    raise typer.Exit(1 if report.failed else 0)
 
 
 @app.command()
@@ -232,6 +292,60 @@ def reject(
     _answer(flow_run_id, False, reason, by)
 
 
+def _command(verb_name: str, service: str, reason: str, by: Optional[str], wait: float) -> None:
+    """Leave a person's command for the service's running release, then (promote, abort) wait for
+    the outcome it leads to and print it in one line; exit 1 if the run did not end in time."""
+    from canaryflow import control
+
+    verb = control.Verb(verb_name)
+    command = control.OperatorCommand(verb, control.operator_identity(by), reason)
+    try:
+        run = control.running_release(service)
+        control.send(str(run.id), command)
+    except CanaryflowError as exc:
+        raise _fail(exc) from None
+    console.print(f"{verb.value} sent to {run.name} ({run.id}): {escape(command.describe())}", soft_wrap=True)
+    if verb not in control.ENDS_THE_RUN or wait <= 0:
+        return
+    ended = control.wait_for_end(str(run.id), timeout=wait)
+    if ended is None:
+        console.print(f"[red]{run.name} has not ended after {wait:.0f}s; it acts on commands at its next "
+                      "analysis round[/red]")
+        raise typer.Exit(1)
+    state = ended.state
+    console.print(f"{run.name}: {state.name}: {escape(state.message or '')}", soft_wrap=True)
+
+
+Reason_ = Annotated[str, typer.Option("--reason", help="Why (kept in the run's log and summary).")]
+By = Annotated[Optional[str], typer.Option(help="Who (default: user@host).")]
+WaitEnd = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the run to end (0: do not wait).")]
+ServiceArg = Annotated[str, typer.Argument(help="The service whose running release to act on.")]
+
+
+@app.command()
+def promote(service: ServiceArg, reason: Reason_ = "", by: By = None, timeout: WaitEnd = 120) -> None:
+    """Promote the running release now, skipping its remaining steps (never past a measured FAIL)."""
+    _command("promote", service, reason, by, timeout)
+
+
+@app.command()
+def abort(service: ServiceArg, reason: Reason_ = "", by: By = None, timeout: WaitEnd = 120) -> None:
+    """Roll the running release back now (reason manual)."""
+    _command("abort", service, reason, by, timeout)
+
+
+@app.command()
+def pause(service: ServiceArg, reason: Reason_ = "", by: By = None) -> None:
+    """Hold the running release at its current weight until `resume` (it still rolls back on a FAIL)."""
+    _command("pause", service, reason, by, 0)
+
+
+@app.command()
+def resume(service: ServiceArg, reason: Reason_ = "", by: By = None) -> None:
+    """Let a paused release go on."""
+    _command("resume", service, reason, by, 0)
+
+
 @webhook_app.command("serve")
 def webhook_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -243,6 +357,19 @@ def webhook_serve(
 
     with _bad_input_exits_2():  # secrets, base spec and settings are checked before the port opens
         serve(host=host, port=port)
+
+
+@automation_app.command("install")
+def automation_install(
+    webhook_url: Annotated[str, typer.Option(help="Where the notification is POSTed (e.g. a Slack incoming webhook).")],
+    allow_private_urls: Annotated[bool, typer.Option(help="Let the server call a private or loopback address.")] = False,
+) -> None:
+    """Create (or replace) the automation that notifies a webhook when a release rolls back."""
+    from canaryflow.automations import install
+
+    with _bad_input_exits_2():
+        automation_id = install(webhook_url, allow_private_urls=allow_private_urls)
+    console.print(f"automation canaryflow-release-rolled-back installed ({automation_id})")
 
 
 @local_app.command("versions")
@@ -290,11 +417,16 @@ def _point_at(stack: Any) -> None:
     get_settings.cache_clear()
 
 
+#: The demo's traffic is random (errors drawn per request, 0.1 % noise on v1 and v2) but seeded, so
+#: the README's walk-through reads the same on every machine; ``--seed 0`` draws afresh.
+DEMO_SEED = 1
+
+
 def demo_spec(version: str, *, wait: float, interval: float, environment: str = "staging") -> ReleaseSpec:
     """Short waits for the embedded platform; ``CANARYFLOW_*`` variables of another setup are ignored."""
     return load_spec(overrides={
         "service": "checkout", "version": version, "environment": environment, "step_wait_seconds": wait,
-        "analysis_interval_seconds": interval, "analysis_window": "15s", "min_canary_requests": 30,
+        "analysis_interval_seconds": interval, "analysis_window": "15s", "min_canary_requests": 150,
         "max_hold_seconds": 30, "ready_timeout_seconds": 20,
     }, use_env=False)
 
@@ -345,6 +477,8 @@ def _ensure_prefect_ui() -> str:
 def demo(
     wait: Annotated[float, typer.Option(help="Seconds per canary step.")] = 8,
     interval: Annotated[float, typer.Option(help="Seconds between analysis rounds.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the platform's random errors, latencies and routing "
+                                                     "(0: fresh randomness every run).")] = DEMO_SEED,
 ) -> None:
     """Release a healthy version (promoted), then a bad one (rolled back), on the local platform."""
     from canaryflow.local.stack import LocalStack
@@ -360,7 +494,7 @@ def demo(
     results = []
     with temporary_settings(updates={PREFECT_API_URL: f"{ui}/api"}):
         console.rule("starting the local platform: Prometheus, Pushgateway, proxy, checkout v1, load")
-        with LocalStack(stable="v1", rps=100) as stack:
+        with LocalStack(stable="v1", rps=100, seed=seed or None) as stack:
             _point_at(stack)
             for version, expect in (("v2", "healthy: should be promoted"), ("v3-errors", "5% errors: should roll back")):
                 console.rule(f"release checkout {version} ({expect})")

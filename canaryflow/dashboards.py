@@ -309,12 +309,15 @@ CANARY = Row("Canary analysis", (
           "bargauge", (Query(f"sum by (reason) (increase({_sel('deployment_rollback_total')}[$__range])) > 0",
                              "{{reason}}", instant=True),),
           decimals=0, width=12, thresholds=((None, "red"),)),
-    Panel("Canary error rate vs threshold",
-          "Error rate the judge measured on the canary at each analysis (canary_analysis_value, solid) "
-          "against the threshold it was judged by (canary_analysis_threshold, dashed).",
+    Panel("Canary error rate vs baseline and threshold",
+          "Error rate the judge measured on the canary over the release so far (canary_analysis_value, solid), "
+          "on the baseline serving at the same time (canary_analysis_baseline_value) and the limit of its "
+          "guard rail (canary_analysis_threshold, dashed).",
           "timeseries", (
               Query(f"max by (service, environment) ({_sel('canary_analysis_value', ERROR_RATE)})",
                     "{{service}} {{environment}} measured"),
+              Query(f"max by (service, environment) ({_sel('canary_analysis_baseline_value', ERROR_RATE)})",
+                    "{{service}} {{environment}} baseline"),
               Query(f"max by (service, environment) "
                     f"({_sel('canary_analysis_threshold', ERROR_RATE)})",
                     "{{service}} {{environment}} threshold"),
@@ -329,6 +332,17 @@ CANARY = Row("Canary analysis", (
                     f"({_sel('canary_analysis_threshold', P95_LATENCY)})",
                     "{{service}} {{environment}} threshold"),
           ), unit="ms", min=0, width=12, dashed="/threshold$/"),
+    Panel("Evidence against the canary",
+          "Anytime-valid evidence that the canary is worse than its baseline, per metric "
+          "(canary_analysis_evidence, an e-value: 1 = none), against the level that rolls back "
+          "(canary_analysis_evidence_threshold = 1/alpha, dashed). Checked every round without "
+          "inflating false alarms.",
+          "timeseries", (
+              Query(f"max by (service, environment, metric) ({_sel('canary_analysis_evidence')})",
+                    "{{service}} {{metric}} evidence"),
+              Query(f"max by (service, environment, metric) ({_sel('canary_analysis_evidence_threshold')})",
+                    "{{service}} {{metric}} threshold"),
+          ), min=0, width=12, dashed="/threshold$/"),
     Panel("Analysis verdicts",
           "Canary measurements by metric and verdict (canary_analysis_measurements_total): PASS, FAIL, "
           "INCONCLUSIVE (too few requests or no data) and ERROR (Prometheus unreachable or malformed).",

@@ -1,16 +1,19 @@
-"""Misspelt ``CANARYFLOW_*`` variables are refused, not ignored.
+"""Every ``CANARYFLOW_*`` variable that no model reads is refused, not ignored.
 
 pydantic-settings drops variables it does not know, so ``CANARYFLOW_STEP_WAIT=5`` would run a
-release with the default 300 s waits and ``CANARYFLOW_PROMETHEUS_ULR`` would judge it against the
-default Prometheus. A variable that is *close* to a known name is therefore an error with a
-"did you mean" hint; other ``CANARYFLOW_*`` names (a CI job's own variables) are left alone.
+release with the default 300 s waits, ``CANARYFLOW_MAX_ERROR_RATE=0.5`` (shaped like the
+``--max-error-rate`` flag) would leave the default threshold in place, and
+``CANARYFLOW_PROMETHEUS_ULR`` would judge the release against the default Prometheus. The user
+believes something is set that is not, so any ``CANARYFLOW_*`` name outside the known set is an
+error, with the name that was probably meant. The known set is computed from the models (release
+spec, settings, webhook receiver) plus the few names read elsewhere, so a new field is known at once.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from pydantic import BaseModel
 
@@ -18,11 +21,23 @@ from canaryflow.errors import ConfigError
 
 PREFIX = "CANARYFLOW_"
 NESTED = "__"
-#: Read elsewhere: the CLI's home directory and the checkout a worker runs flows from.
-OTHER_VARIABLES = frozenset({"CANARYFLOW_HOME", "CANARYFLOW_CHECKOUT"})
-#: The webhook receiver validates its own ``CANARYFLOW_WEBHOOK_*`` settings at startup.
-OWN_PREFIXES = ("CANARYFLOW_WEBHOOK_",)
-SIMILARITY = 0.8
+#: Read outside the models: the CLI's home directory, the checkout a worker runs flows from, the CI
+#: side of the webhook (the receiver's address and the signing secret a CI job holds, GitLab's image
+#: variable read by the payload mapping), and where the test suite keeps its screenshots.
+OTHER_VARIABLES = frozenset({"CANARYFLOW_HOME", "CANARYFLOW_CHECKOUT", "CANARYFLOW_WEBHOOK_URL",
+                             "CANARYFLOW_WEBHOOK_SECRET", "CANARYFLOW_IMAGE", "CANARYFLOW_TEST_ARTIFACTS"})
+#: Names shaped like the CLI's flags, which are not the spec's field names: the flag says what to use.
+FLAG_SHAPED = {
+    "WAIT": "STEP_WAIT_SECONDS",
+    "INTERVAL": "ANALYSIS_INTERVAL_SECONDS",
+    "WINDOW": "ANALYSIS_WINDOW",
+    "MIN_REQUESTS": "MIN_CANARY_REQUESTS",
+    "MAX_ERROR_RATE": "THRESHOLDS__MAX_ERROR_RATE",
+    "MAX_P95_MS": "THRESHOLDS__MAX_P95_LATENCY_MS",
+    "MAX_P95": "THRESHOLDS__MAX_P95_LATENCY_MS",
+    "MAX_P95_LATENCY_MS": "THRESHOLDS__MAX_P95_LATENCY_MS",
+}
+SIMILARITY = 0.75
 
 
 def _model_of(annotation: object) -> type[BaseModel] | None:
@@ -40,42 +55,86 @@ def _names(model: type[BaseModel], prefix: str) -> Iterator[str]:
 
 
 def known_variables() -> frozenset[str]:
-    """Every variable the release spec and the settings read."""
+    """Every variable the release spec, the settings and the webhook receiver read."""
     from canaryflow.settings import Settings
     from canaryflow.spec import ReleaseSpec
+    from canaryflow.webhook.config import WebhookConfig
 
-    return frozenset(_names(ReleaseSpec, PREFIX)) | frozenset(_names(Settings, PREFIX)) | OTHER_VARIABLES
+    return (frozenset(_names(ReleaseSpec, PREFIX)) | frozenset(_names(Settings, PREFIX))
+            | frozenset(_names(WebhookConfig, PREFIX + "WEBHOOK_")) | OTHER_VARIABLES)
+
+
+def closest(typed: str, names: Iterable[str], *, cutoff: float = SIMILARITY) -> str | None:
+    """The name ``typed`` was probably meant to be: a shortened name (STEP_WAIT for
+    STEP_WAIT_SECONDS), a nested field without its section (MAX_ERROR_RATE for
+    THRESHOLDS__MAX_ERROR_RATE), or a near miss (PROMETHEUS_ULR); None when nothing is close."""
+    names = sorted(set(names))
+    upper = {n.upper(): n for n in names}
+    typed_upper = typed.upper()
+    leaves = [n for u, n in upper.items() if u.rsplit(NESTED, 1)[-1] == typed_upper and u != typed_upper]
+    if leaves:
+        return leaves[0]
+    truncated = [n for u, n in upper.items() if len(typed_upper) >= 4 and u.startswith(typed_upper)]
+    if truncated:
+        return min(truncated, key=len)
+    close = difflib.get_close_matches(typed_upper, list(upper), n=1, cutoff=cutoff)
+    return upper[close[0]] if close else None
 
 
 def _suggestion(variable: str, known: frozenset[str]) -> str | None:
-    """The known name ``variable`` was probably meant to be, or None when it is unrelated."""
     typed = variable.removeprefix(PREFIX)
-    names = {name.removeprefix(PREFIX): name for name in known}
-    # A shortened name (STEP_WAIT for STEP_WAIT_SECONDS) or a near miss (PROMETHEUS_ULR).
-    truncated = sorted(n for n in names if len(typed) >= 4 and n.startswith(typed))
-    if truncated:
-        return names[truncated[0]]
-    close = difflib.get_close_matches(typed, list(names), n=1, cutoff=SIMILARITY)
-    return names[close[0]] if close else None
+    if typed in FLAG_SHAPED:
+        return PREFIX + FLAG_SHAPED[typed]
+    meant = closest(typed, (name.removeprefix(PREFIX) for name in known))
+    return PREFIX + meant if meant else None
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """``{variable: the known name it resembles, or None}`` for every unknown ``CANARYFLOW_*`` variable."""
+    environ = os.environ if environ is None else environ
+    known = known_variables()
+    return {variable: _suggestion(variable, known) for variable in sorted(environ)
+            if variable.upper().startswith(PREFIX) and variable.upper() not in known}
 
 
 def misspelt_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``{variable: the known name it resembles}`` for every suspicious ``CANARYFLOW_*`` variable."""
-    environ = os.environ if environ is None else environ
-    known = known_variables()
-    found = {}
-    for variable in sorted(environ):
-        if not variable.startswith(PREFIX) or variable in known or variable.startswith(OWN_PREFIXES):
-            continue
-        suggestion = _suggestion(variable, known)
-        if suggestion is not None:
-            found[variable] = suggestion
-    return found
+    """The unknown variables that resemble a known name, with that name."""
+    return {v: meant for v, meant in unknown_variables(environ).items() if meant is not None}
 
 
 def check_variable_names(environ: Mapping[str, str] | None = None) -> None:
-    """Raise ``ConfigError`` naming each misspelt variable (values are never shown: they may be secrets)."""
-    found = misspelt_variables(environ)
+    """Raise ``ConfigError`` naming each unknown variable (values are never shown: they may be secrets)."""
+    found = unknown_variables(environ)
     if found:
-        lines = [f"  {variable}: not a canaryflow variable; did you mean {meant}?" for variable, meant in found.items()]
+        lines = [f"  {variable}: not a canaryflow variable; "
+                 + (f"did you mean {meant}?" if meant else "see the README's table of variables")
+                 for variable, meant in found.items()]
         raise ConfigError("invalid environment:\n" + "\n".join(lines), fields=tuple(found))
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[object, ...]) -> set[str]:
+    """The field names valid where ``loc`` points (list indices and union tags are stepped over);
+    every name of every model below ``model`` when the path cannot be followed."""
+    current: type[BaseModel] | None = model
+    for part in loc[:-1]:
+        if current is None:
+            break
+        field = current.model_fields.get(str(part))
+        if field is not None:
+            current = _model_of(field.annotation) or _model_of(next(iter(getattr(field.annotation, "__args__", ())), None))
+    if current is not None and loc and str(loc[-1]) not in current.model_fields:
+        return set(current.model_fields)
+    return {name.rsplit(NESTED, 1)[-1].lower() for name in _names(model, "")}
+
+
+def spec_field_hint(model: type[BaseModel], error: Mapping[str, object]) -> str:
+    """``; did you mean step_wait_seconds?`` for an unknown key of a spec, else empty."""
+    loc = tuple(error.get("loc") or ())  # type: ignore[arg-type]
+    if error.get("type") != "extra_forbidden" or not loc:
+        return ""
+    meant = closest(str(loc[-1]), _fields_at(model, loc))
+    if meant is None and len(loc) == 1:  # a nested field written at the top: max_error_rate
+        paths = {name.lower().replace(NESTED, "."): name for name in _names(model, "")}
+        leaf = next((p for p in sorted(paths) if p.rsplit(".", 1)[-1] == str(loc[0]).lower() and "." in p), None)
+        meant = leaf
+    return f"; did you mean {meant}?" if meant else ""

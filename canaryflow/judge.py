@@ -1,12 +1,10 @@
-"""The judge: verdicts for single measurements and the one decision that moves a release.
+"""The judge: one decision that moves a release, from the history of its measurements.
 
-Two layers, both pure:
-
-* ``judge_error_rate`` / ``judge_latency`` turn raw query results into a ``Measurement`` with a
-  verdict PASS, FAIL, INCONCLUSIVE (no data, too few requests) or ERROR (source unreachable or
-  malformed). NaN, +/-Inf and an empty vector are *no data* — never a pass.
-* ``decide`` looks at the whole measurement history of a release and returns one ``Decision``:
-  advance, hold, promote or roll back, with a reason and the numbers that drove it.
+Each analysis round yields one ``Measurement`` per metric (see :mod:`canaryflow.assess`): PASS,
+FAIL, INCONCLUSIVE (no data, too few requests, not yet enough evidence) or ERROR (source
+unreachable or malformed), with the numbers behind it. ``decide`` looks at the whole history
+and returns one ``Decision``: advance, hold, promote or roll back, with a reason and the numbers
+that drove it. It is pure: same inputs, same decision.
 
 ``decide`` applies its rules in the order of ``PRECEDENCE``; the first rule that matches wins.
 """
@@ -17,6 +15,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
+
+from canaryflow.control import OperatorCommand, Verb
 
 
 class Verdict(StrEnum):
@@ -37,25 +38,22 @@ class Reason(StrEnum):
     # Reasons to roll back.
     HIGH_ERROR_RATE = "high_error_rate"
     HIGH_LATENCY = "high_latency"
+    THRESHOLD_BREACHED = "threshold_breached"  # a plain threshold metric (a KPI) failed
+    TRAFFIC_MISMATCH = "traffic_mismatch"  # the canary's share of requests is not the routed weight
     SMOKE_TEST_FAILED = "smoke_test_failed"
     ROLLOUT_STUCK = "rollout_stuck"
     METRICS_UNAVAILABLE = "metrics_unavailable"
     INSUFFICIENT_DATA = "insufficient_data"
     PLATFORM_ERROR = "platform_error"
     INTERRUPTED = "interrupted"  # the orchestrator was stopped (SIGTERM, Ctrl-C) mid-release
-    MANUAL = "manual"
+    MANUAL = "manual"  # a person: reject at the approval gate, ``canaryflow abort``, ``canaryflow promote``
+    LEASE_EXPIRED = "lease_expired"  # canary-reconcile restored stable: the run died holding the traffic lease
     ALERT = "alert"
     # Reasons to go on.
     ANALYSIS_PASSED = "analysis_passed"
     WAITING = "waiting"
     AWAITING_PASS = "awaiting_pass"
-
-
-#: Which failing metric names the rollback when several fail in one round.
-FAIL_REASON_BY_METRIC: dict[str, Reason] = {
-    "error_rate": Reason.HIGH_ERROR_RATE,
-    "p95_latency": Reason.HIGH_LATENCY,
-}
+    PAUSED = "paused"  # a person paused the release at its current weight
 
 
 @dataclass(frozen=True)
@@ -72,58 +70,27 @@ class QueryResult:
 
 @dataclass(frozen=True)
 class Measurement:
+    """One metric's verdict in one round, with the figures that explain it.
+
+    ``reason`` is what a FAIL of this metric rolls back for. ``state`` is the metric's running
+    evidence after this round (cumulative counts, the e-process), which the next round folds its
+    counts into: the history of measurements is all the judge needs.
+    """
+
     metric: str
     verdict: Verdict
     value: float | None
-    threshold: float
+    threshold: float | None
     unit: str
     requests: float | None
     detail: str
-
-
-def _fmt(metric: str, value: float) -> str:
-    return f"{value * 100:.2f}%" if metric == "error_rate" else f"{value:.0f} ms"
-
-
-def _judge(
-    metric: str, result: QueryResult, requests: QueryResult, *, threshold: float, min_requests: int,
-    unit: str, scale: float,
-) -> Measurement:
-    limit = _fmt(metric, threshold)
-    if result.error or requests.error:
-        why = result.error or requests.error
-        return Measurement(metric, Verdict.ERROR, None, threshold, unit, None, f"metric source failed: {why}")
-    count = requests.value if requests.has_data else None
-    if count is None or count < min_requests:
-        seen = 0 if count is None else round(count)
-        return Measurement(
-            metric, Verdict.INCONCLUSIVE, None, threshold, unit, count,
-            f"too few canary requests: {seen} < {min_requests}",
-        )
-    if not result.has_data:
-        raw = "empty result" if result.value is None else str(result.value)
-        return Measurement(metric, Verdict.INCONCLUSIVE, None, threshold, unit, count, f"no data ({raw})")
-    value = result.value * scale  # type: ignore[operator]
-    verdict = Verdict.FAIL if value > threshold else Verdict.PASS
-    sign = ">" if verdict is Verdict.FAIL else "<="
-    return Measurement(
-        metric, verdict, value, threshold, unit, count,
-        f"{metric} {_fmt(metric, value)} {sign} {limit} over {count:.0f} requests",
-    )
-
-
-def judge_error_rate(
-    result: QueryResult, requests: QueryResult, *, max_error_rate: float, min_requests: int
-) -> Measurement:
-    return _judge("error_rate", result, requests, threshold=max_error_rate, min_requests=min_requests,
-                  unit="ratio", scale=1.0)
-
-
-def judge_latency(
-    result_seconds: QueryResult, requests: QueryResult, *, max_p95_ms: float, min_requests: int
-) -> Measurement:
-    return _judge("p95_latency", result_seconds, requests, threshold=max_p95_ms, min_requests=min_requests,
-                  unit="ms", scale=1000.0)
+    reason: Reason | None = None
+    baseline: float | None = None
+    baseline_requests: float | None = None
+    evidence: float | None = None  # e-value (or Bayes factor for the traffic split)
+    evidence_threshold: float | None = None  # 1 / alpha
+    bounds: tuple[float, float] | None = None  # the canary's confidence sequence, same unit as value
+    state: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -160,24 +127,37 @@ class Signal:
     detail: str
 
 
+#: The order in which ``decide`` applies its rules; the first that matches decides. Each entry is
+#: (rule name, what it says); ``decide`` records the rule that decided in ``Decision.rule``.
+PRECEDENCE: tuple[tuple[str, str], ...] = (
+    ("operator_abort", "a person's abort rolls back: manual, with who and why (first: the person's reason is the "
+                       "one to report, and traffic goes to stable whatever else holds)"),
+    ("signal", "a signal from outside the metrics (the canary stopped serving, a person said no) rolls back"),
+    ("traffic_mismatch", "a failed traffic-split check anywhere in the history rolls back: traffic_mismatch "
+                         "(with the split broken no comparison means anything)"),
+    ("metric_failed", "any other FAIL in the history rolls back, for the first failing metric in spec order "
+                      "(its reason: high_error_rate, high_latency or threshold_breached)"),
+    ("source_failing", "max_consecutive_errors rounds in a row with an ERROR roll back: metrics_unavailable"),
+    ("operator_promote", "a person's promote skips the rest of the steps and promotes: manual, with who and why "
+                         "(after every rollback rule: a person may skip waiting for evidence, never a measured FAIL)"),
+    ("paused", "a person's pause holds at the current weight (paused) until resume, the measured rules above still "
+               "roll back; the step's clock runs on, so a step past its hold limit decides at once on resume"),
+    ("waiting", "before the step's wait is over: hold and keep measuring"),
+    ("passed", "the step's latest round is all PASS: advance, or promote after the last step"),
+    ("out_of_time", "past wait + max_hold without an all-PASS round: roll back (metrics_unavailable if that "
+                    "round had an ERROR, else insufficient_data)"),
+    ("awaiting_pass", "otherwise hold until an all-PASS round"),
+)
+RULES = tuple(name for name, _ in PRECEDENCE)
+
+
 @dataclass(frozen=True)
 class Decision:
     action: Action
     reason: Reason
     explanation: str
     evidence: tuple[Measurement, ...] = field(default_factory=tuple)
-
-
-#: The order in which ``decide`` applies its rules; the first that matches decides.
-PRECEDENCE: tuple[str, ...] = (
-    "1. a signal from outside the metrics (e.g. the canary stopped serving) rolls back",
-    "2. any FAIL measurement in the history rolls back, error rate before latency",
-    "3. max_consecutive_errors rounds in a row with an ERROR roll back: metrics_unavailable",
-    "4. before the step's wait is over: hold and keep measuring",
-    "5. the step's latest round is all PASS: advance, or promote after the last step",
-    "6. past wait + max_hold without a PASS: roll back (metrics_unavailable or insufficient_data)",
-    "7. otherwise hold until a PASS",
-)
+    rule: str = ""
 
 
 def _trailing_error_rounds(rounds: Sequence[Round]) -> int:
@@ -193,66 +173,77 @@ def _summary(measurements: Sequence[Measurement]) -> str:
     return "; ".join(m.detail for m in measurements) or "no measurements"
 
 
+def _first_failure(rounds: Sequence[Round], *, traffic: bool) -> Measurement | None:
+    """The earliest FAIL (of the traffic check, or of any other metric): the order of the rounds,
+    then the order of the metrics in the spec, which is the order of a round's measurements."""
+    for r in rounds:
+        for m in r.measurements:
+            if m.verdict is Verdict.FAIL and (m.reason is Reason.TRAFFIC_MISMATCH) == traffic:
+                return m
+    return None
+
+
 def decide(
-    policy: Policy, *, step_index: int, elapsed: float, rounds: Sequence[Round], signal: Signal | None = None
+    policy: Policy, *, step_index: int, elapsed: float, rounds: Sequence[Round], signal: Signal | None = None,
+    operator: OperatorCommand | None = None,
 ) -> Decision:
     """Decide what the release does next. Pure: same inputs, same decision.
 
     ``rounds`` is the release's whole analysis history, oldest first; ``elapsed`` is the time spent
     in step ``step_index``; ``signal`` is an abort raised outside analysis (it wins over any metric:
-    a dead canary's last good numbers must not advance it).
+    a dead canary's last good numbers must not advance it); ``operator`` is the latest command of a
+    person (:mod:`canaryflow.control`), ``resume`` being the same as none.
     """
     weight = policy.steps[step_index]
     step_rounds = [r for r in rounds if r.step_index == step_index]
+    at = f"at {weight}% canary"
 
-    # Rule 1: abort signals.
+    verb = operator.verb if operator is not None else None
+    if verb is Verb.ABORT:
+        return Decision(Action.ROLLBACK, Reason.MANUAL, f"{operator.describe()} {at}", rule="operator_abort")
+
     if signal is not None:
-        return Decision(Action.ROLLBACK, signal.reason, f"{signal.detail} at {weight}% canary")
+        return Decision(Action.ROLLBACK, signal.reason, f"{signal.detail} {at}", rule="signal")
 
-    # Rule 2: any FAIL.
-    failing = [m for r in rounds for m in r.measurements if m.verdict is Verdict.FAIL]
-    if failing:
-        by_priority = sorted(failing, key=lambda m: list(FAIL_REASON_BY_METRIC).index(m.metric))
-        worst = by_priority[0]
-        return Decision(
-            Action.ROLLBACK, FAIL_REASON_BY_METRIC[worst.metric], f"{worst.detail} at {weight}% canary",
-            tuple(failing),
-        )
+    for rule, traffic in (("traffic_mismatch", True), ("metric_failed", False)):
+        failed = _first_failure(rounds, traffic=traffic)
+        if failed is not None:
+            failing = tuple(m for r in rounds for m in r.measurements if m.verdict is Verdict.FAIL)
+            return Decision(Action.ROLLBACK, failed.reason or Reason.HIGH_ERROR_RATE, f"{failed.detail} {at}",
+                            failing, rule=rule)
 
-    # Rule 3: the metric source keeps failing.
     errors = _trailing_error_rounds(rounds)
     if errors >= policy.max_consecutive_errors:
         last = rounds[-1].measurements
-        return Decision(
-            Action.ROLLBACK, Reason.METRICS_UNAVAILABLE,
-            f"{errors} analysis rounds in a row without metrics: {_summary(last)}", last,
-        )
+        return Decision(Action.ROLLBACK, Reason.METRICS_UNAVAILABLE,
+                        f"{errors} analysis rounds in a row without metrics: {_summary(last)}", last,
+                        rule="source_failing")
 
     latest = step_rounds[-1] if step_rounds else None
     evidence = latest.measurements if latest else ()
 
-    # Rule 4: the wait is not over.
-    if elapsed < policy.step_wait_seconds:
-        return Decision(Action.HOLD, Reason.WAITING, f"{elapsed:.0f}s of {policy.step_wait_seconds:.0f}s at "
-                        f"{weight}% canary: {_summary(evidence)}", evidence)
+    if verb is Verb.PROMOTE:
+        return Decision(Action.PROMOTE, Reason.MANUAL, f"{operator.describe()} {at}: {_summary(evidence)}", evidence,
+                        rule="operator_promote")
+    if verb is Verb.PAUSE:
+        return Decision(Action.HOLD, Reason.PAUSED, f"{operator.describe()} {at}: {_summary(evidence)}", evidence,
+                        rule="paused")
 
-    # Rule 5: a PASS ends the step.
+    if elapsed < policy.step_wait_seconds:
+        return Decision(Action.HOLD, Reason.WAITING, f"{elapsed:.0f}s of {policy.step_wait_seconds:.0f}s {at}: "
+                        f"{_summary(evidence)}", evidence, rule="waiting")
+
     if latest is not None and latest.all_pass:
         last_step = step_index == len(policy.steps) - 1
-        return Decision(
-            Action.PROMOTE if last_step else Action.ADVANCE, Reason.ANALYSIS_PASSED,
-            f"analysis passed at {weight}% canary: {_summary(evidence)}", evidence,
-        )
+        return Decision(Action.PROMOTE if last_step else Action.ADVANCE, Reason.ANALYSIS_PASSED,
+                        f"analysis passed {at}: {_summary(evidence)}", evidence, rule="passed")
 
-    # Rule 6: out of time to obtain a PASS.
-    if elapsed >= policy.step_wait_seconds + policy.max_hold_seconds:
+    limit = policy.step_wait_seconds + policy.max_hold_seconds
+    if elapsed >= limit:
         reason = Reason.METRICS_UNAVAILABLE if latest and latest.has(Verdict.ERROR) else Reason.INSUFFICIENT_DATA
-        return Decision(
-            Action.ROLLBACK, reason,
-            f"no passing analysis at {weight}% canary within {policy.step_wait_seconds + policy.max_hold_seconds:.0f}s: "
-            f"{_summary(evidence)}", evidence,
-        )
+        return Decision(Action.ROLLBACK, reason,
+                        f"no passing analysis {at} within {limit:.0f}s: {_summary(evidence)}", evidence,
+                        rule="out_of_time")
 
-    # Rule 7: keep measuring.
-    return Decision(Action.HOLD, Reason.AWAITING_PASS, f"waiting for a passing analysis at {weight}% canary: "
-                    f"{_summary(evidence)}", evidence)
+    return Decision(Action.HOLD, Reason.AWAITING_PASS,
+                    f"waiting for a passing analysis {at}: {_summary(evidence)}", evidence, rule="awaiting_pass")

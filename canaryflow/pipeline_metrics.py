@@ -95,6 +95,16 @@ class PipelineMetrics:
         self.analysis_threshold = Gauge(
             "canary_analysis_threshold", "Threshold the canary value is judged against (same unit).",
             ["environment", "deployment_id", "metric"], registry=r)
+        self.analysis_baseline_value = Gauge(
+            "canary_analysis_baseline_value", "Latest value of the baseline (stable) the canary is compared with "
+            "(same unit as canary_analysis_value).", ["environment", "deployment_id", "metric"], registry=r)
+        self.analysis_evidence = Gauge(
+            "canary_analysis_evidence", "Latest evidence that the canary is worse than its baseline (e-value; "
+            "rollback at canary_analysis_evidence_threshold = 1/alpha).", ["environment", "deployment_id", "metric"],
+            registry=r)
+        self.analysis_evidence_threshold = Gauge(
+            "canary_analysis_evidence_threshold", "Evidence at which the metric rolls back (1/alpha).",
+            ["environment", "deployment_id", "metric"], registry=r)
         self.analysis_measurements_total = Counter(
             "canary_analysis_measurements_total", "Canary measurements, by metric and verdict.",
             ["environment", "metric", "verdict"], registry=r)
@@ -116,13 +126,17 @@ class PipelineMetrics:
             "deployment_last_failure_timestamp_seconds",
             "Unix time of the first rollback not yet followed by a promotion; 0 when the service is restored.",
             ["environment"], registry=r)
-        # Monitoring side effects (dashboards, annotations): never block a deploy, so count them.
+        # Side effects that report a release (Grafana dashboards and annotations, Prefect artifacts
+        # and retry runs, the Pushgateway push): never block a deploy nor change its outcome, so count them.
         self.monitoring_operations_total = Counter(
             "canaryflow_monitoring_operations_total",
-            "Operations on monitoring systems (e.g. Grafana), by result: ok|skipped|failed|unauthorized.",
+            "Reporting operations of releases (system: grafana|prefect|pushgateway|pipeline), by result: "
+            "ok|skipped|failed|unauthorized.",
             ["environment", "system", "operation", "result"], registry=r)
         self._committed_at: float | None = None
         self._pushgateway: str | None = None
+        #: How a push is sent (``prometheus_client.push_to_gateway``'s signature): a test puts a faulty one here.
+        self.pusher: Any = push_to_gateway
 
     # -- recording -------------------------------------------------------------------------------
 
@@ -198,12 +212,16 @@ class PipelineMetrics:
         self.prometheus_query_total.labels(workflow, outcome).inc()
         self.prometheus_query_duration_seconds.labels(workflow).observe(seconds)
 
-    def measurement(self, *, metric: str, verdict: str, value: float | None, threshold: float) -> None:
+    def measurement(self, *, metric: str, verdict: str, value: float | None, threshold: float | None,
+                    baseline: float | None = None, evidence: float | None = None,
+                    evidence_threshold: float | None = None) -> None:
         env = self.environment
         self.analysis_measurements_total.labels(env, metric, verdict).inc()
-        self.analysis_threshold.labels(env, self.service, metric).set(threshold)
-        if value is not None:
-            self.analysis_value.labels(env, self.service, metric).set(value)
+        for gauge, figure in ((self.analysis_threshold, threshold), (self.analysis_value, value),
+                              (self.analysis_baseline_value, baseline), (self.analysis_evidence, evidence),
+                              (self.analysis_evidence_threshold, evidence_threshold)):
+            if figure is not None and math.isfinite(figure):
+                gauge.labels(env, self.service, metric).set(figure)
 
     def monitoring(self, system: str, operation: str, result: str) -> None:
         """One operation on a monitoring system; ``result`` is ok | skipped | failed | unauthorized."""
@@ -239,14 +257,16 @@ class PipelineMetrics:
                             type(exc).__name__)
 
     def push(self) -> bool:
-        """Push the registry; a failure is logged, never raised: monitoring never blocks a deploy."""
+        """Push the registry; a failure is logged and counted (it goes out with the next push that
+        works), never raised: monitoring never blocks a deploy, whatever the Pushgateway answers."""
         if not self._pushgateway:
             return False
         try:
-            push_to_gateway(self._pushgateway, job=JOB, grouping_key=self.grouping_key, registry=self.registry,
-                            timeout=5)
+            self.pusher(self._pushgateway, job=JOB, grouping_key=self.grouping_key, registry=self.registry,
+                        timeout=5)
             return True
-        except OSError as exc:
+        except Exception as exc:
+            self.monitoring("pushgateway", "push", "failed")
             log.warning("pushing pipeline metrics failed: %s", type(exc).__name__)
             return False
 

@@ -1,7 +1,8 @@
 """A real Prefect server (API + UI) on 127.0.0.1, for the demo, the tests and the benchmark.
 
-Runs ``prefect server start`` as a child process with its own ``PREFECT_HOME`` (SQLite), with
-the UI pointed at the same port (otherwise it calls 4200) and analytics off (no network here).
+Runs ``prefect server start`` as a child process with its own ``PREFECT_HOME`` (SQLite, unless a
+PostgreSQL ``database_url`` is given), with the UI pointed at the same port (otherwise it calls 4200)
+and analytics off (no network here).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from canaryflow.local import procs
 START_TIMEOUT_S = 90.0
 
 
-def server_env(*, home: Path, port: int) -> dict[str, str]:
+def server_env(*, home: Path, port: int, database_url: str | None = None) -> dict[str, str]:
     api = f"http://127.0.0.1:{port}/api"
+    database = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url} if database_url else {}
     return procs.python_env({
+        **database,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_API_HOST": "127.0.0.1",
         "PREFECT_SERVER_API_PORT": str(port),
@@ -35,8 +38,10 @@ def server_env(*, home: Path, port: int) -> dict[str, str]:
 class PrefectServer:
     """``with PrefectServer() as server:`` gives ``server.api_url`` and ``server.ui_url``."""
 
-    def __init__(self, *, port: int | None = None, home: str | Path | None = None, detached: bool = False) -> None:
+    def __init__(self, *, port: int | None = None, home: str | Path | None = None, detached: bool = False,
+                 database_url: str | None = None) -> None:
         self.port = port or procs.free_port()
+        self._database_url = database_url  # a secret (it carries the password): only in the child's environment
         self.detached = detached  # outlive this process, so the UI stays up after the demo
         self.home = Path(home or tempfile.mkdtemp(prefix="canaryflow-prefect-")).resolve()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
@@ -48,7 +53,7 @@ class PrefectServer:
         prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
         self.process = procs.spawn(
             [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            log_path=self.home / "server.log", env=server_env(home=self.home, port=self.port),
+            log_path=self.home / "server.log", env=server_env(home=self.home, port=self.port, database_url=self._database_url),
             die_with_parent=not self.detached)
         if self.detached:
             self.pid_file_in(self.home).write_text(str(self.process.pid))

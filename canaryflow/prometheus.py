@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from canaryflow.assess.counts import SeriesKey, series_key
 from canaryflow.errors import MetricSourceError
 from canaryflow.judge import QueryResult
 
@@ -54,6 +56,36 @@ def parse_instant(body: Any) -> float | None:
         raise MetricSourceError("malformed sample in vector result") from None
 
 
+def parse_series(body: Any) -> dict[SeriesKey, float]:
+    """Every series of an instant vector, by its labels: raw counters are read series by series."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        err = body.get("error", "unknown error") if isinstance(body, dict) else "not a JSON object"
+        kind = body.get("errorType", "error") if isinstance(body, dict) else "bad_data"
+        raise MetricSourceError(f"query failed ({kind}): {err}")
+    data = body.get("data") or {}
+    kind, result = data.get("resultType"), data.get("result")
+    if kind != "vector" or not isinstance(result, list):
+        raise MetricSourceError(f"expected an instant vector, got resultType {kind!r}")
+    series: dict[SeriesKey, float] = {}
+    for item in result:
+        try:
+            labels, value = item["metric"], item["value"][1]
+        except (KeyError, IndexError, TypeError):
+            raise MetricSourceError("malformed sample in vector result") from None
+        if not isinstance(labels, dict):
+            raise MetricSourceError("malformed labels in vector result")
+        series[series_key({str(k): str(v) for k, v in labels.items()})] = parse_sample(value)
+    return series
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    """Every series a query answered (``{}`` for an empty vector), or the error instead."""
+
+    series: dict[SeriesKey, float] | None = None
+    error: str | None = None
+
+
 class PrometheusSource:
     """``MetricSource`` over the Prometheus HTTP API: ``query`` and ``is_online``."""
 
@@ -84,17 +116,21 @@ class PrometheusSource:
         except httpx.HTTPError:
             return False
 
-    def query_value(self, promql: str) -> float | None:
-        """One instant query; raises ``MetricSourceError`` for anything that is not an answer."""
+    def _get(self, promql: str, at: float | None, parse: Callable[[Any], Any]) -> Any:
+        """One instant query at ``at`` (Unix time; now if None); raises ``MetricSourceError`` for
+        anything that is not an answer."""
         started = time.monotonic()
         outcome = "failed"
+        params: dict[str, str] = {"query": promql}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
         try:
-            response = self._client.get("/api/v1/query", params={"query": promql})
+            response = self._client.get("/api/v1/query", params=params)
             try:
                 body = response.json()
             except ValueError:
                 raise MetricSourceError(f"HTTP {response.status_code} without a JSON body") from None
-            value = parse_instant(body)
+            value = parse(body)
             outcome = "success"
             return value
         except httpx.TimeoutException:
@@ -106,10 +142,20 @@ class PrometheusSource:
             if self._observer is not None:
                 self._observer(time.monotonic() - started, outcome)
 
-    def query(self, promql: str) -> QueryResult:
+    def query_value(self, promql: str, *, at: float | None = None) -> float | None:
+        return self._get(promql, at, parse_instant)
+
+    def query(self, promql: str, *, at: float | None = None) -> QueryResult:
         """Like ``query_value`` but folds failures into the result, as the judge expects."""
         try:
-            value = self.query_value(promql)
+            value = self.query_value(promql, at=at)
         except MetricSourceError as exc:
             return QueryResult(error=str(exc))
         return QueryResult(value=value)  # NaN/Inf kept as is: the judge reports them as no data
+
+    def query_series(self, promql: str, *, at: float | None = None) -> SeriesResult:
+        """Every series of a raw counter selector, by labels; failures folded into the result."""
+        try:
+            return SeriesResult(series=self._get(promql, at, parse_series))
+        except MetricSourceError as exc:
+            return SeriesResult(error=str(exc))

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from canaryflow.assess.worth import evidence_worth
 from canaryflow.judge import Measurement, Reason, Round
 from canaryflow.pipeline_metrics import PipelineMetrics
 from canaryflow.platforms.base import Platform
@@ -64,6 +65,8 @@ class ReleaseRun:
     metrics: PipelineMetrics
     started: float = field(default_factory=time.monotonic)
     rounds: list[Round] = field(default_factory=list)
+    round_times: list[float] = field(default_factory=list)  # seconds since the release started, per round
+    step_starts: list[tuple[float, int]] = field(default_factory=list)  # (seconds since start, weight)
     steps: list[StepRecord] = field(default_factory=list)
     previous_version: str | None = None
     deployed_at: float | None = None  # monotonic time the canary was started
@@ -71,6 +74,8 @@ class ReleaseRun:
     retry_of: str | None = None  # flow run id of the first attempt
     progress_artifact: Any = None  # id of the UI progress bar that follows the canary weight
     dashboard: Any = None  # the Grafana side of the release (canaryflow.dashboard_release.DashboardTracker)
+    analysis: Any = None  # the judge's memory between rounds (canaryflow.analysis.Analysis)
+    prefect_api: Any = None  # the Prefect API calls of the reporting (tasks.prefect_api); None: the real one
 
     @property
     def canary_age(self) -> float | None:
@@ -106,8 +111,11 @@ class ReleaseRun:
     def record_round(self, step_index: int, elapsed: float, measurements: tuple[Measurement, ...]) -> Round:
         round_ = Round(step_index, elapsed, measurements)
         self.rounds.append(round_)
+        self.round_times.append(time.monotonic() - self.started)
         for m in measurements:
-            self.metrics.measurement(metric=m.metric, verdict=m.verdict.value, value=m.value, threshold=m.threshold)
+            self.metrics.measurement(metric=m.metric, verdict=m.verdict.value, value=m.value, threshold=m.threshold,
+                                     baseline=m.baseline, evidence=m.evidence,
+                                     evidence_threshold=m.evidence_threshold)
         return round_
 
     def summary(self, *, status: str, reason: Reason | str | None = None, explanation: str = "") -> dict[str, Any]:
@@ -120,9 +128,16 @@ class ReleaseRun:
             "measurements": [
                 {"step": r.step_index, "weight": self.spec.steps[r.step_index], "elapsed_s": round(r.elapsed, 1),
                  "metric": m.metric, "value": m.value, "threshold": m.threshold, "unit": m.unit,
-                 "verdict": m.verdict.value, "requests": m.requests}
-                for r in self.rounds for m in r.measurements
+                 "verdict": m.verdict.value, "requests": m.requests, "baseline": m.baseline,
+                 "baseline_requests": m.baseline_requests, "evidence": m.evidence,
+                 "evidence_threshold": m.evidence_threshold,
+                 "bounds": list(m.bounds) if m.bounds else None, "detail": m.detail, "release_s": round(t, 1)}
+                for r, t in zip(self.rounds, self.round_times) for m in r.measurements
             ],
+            "step_starts": [[round(t, 1), w] for t, w in self.step_starts],
+            "decided_s": round(time.monotonic() - self.started, 1),
+            "evidence_worth": evidence_worth(self.spec, self.rounds),
+            "boundaries_ms": self.analysis.describe_boundaries() if self.analysis is not None else {},
         }
 
     def close(self) -> None:

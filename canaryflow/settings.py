@@ -20,22 +20,32 @@ ENV_PREFIX = "CANARYFLOW_"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
-    prometheus_url: str = "http://127.0.0.1:9090"
-    prometheus_timeout_seconds: float = Field(default=5.0, gt=0)
-    pushgateway_url: str | None = None
-    metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    local_controller_url: str = "http://127.0.0.1:8080"
-    grafana_url: str | None = None
-    grafana_token: SecretStr | None = None
-    grafana_token_block: str | None = None  # name of a Prefect Secret block holding the token
-    grafana_dashboard_uid: str = "canaryflow-deployments"
-    grafana_folder_uid: str | None = None
-    grafana_timeout_seconds: float = Field(default=5.0, gt=0)
+    prometheus_url: str = Field(default="http://127.0.0.1:9090", description="Prometheus used for analysis")
+    prometheus_timeout_seconds: float = Field(default=5.0, gt=0,
+                                              description="Per query; a timeout is an ERROR verdict")
+    pushgateway_url: str | None = Field(default=None,
+                                        description="Push the pipeline metrics there after every task")
+    metrics_port: int | None = Field(default=None, ge=1, le=65535,
+                                     description="Also serve the pipeline metrics on this port (long-lived workers)")
+    local_controller_url: str = Field(default="http://127.0.0.1:8080",
+                                      description="The local platform's controller")
+    grafana_url: str | None = Field(default=None,
+                                    description="Grafana base URL; unset, dashboard updates and annotations are skipped")
+    grafana_token: SecretStr | None = Field(
+        default=None, description="Service-account token (Editor, or dashboards:write + annotations:write)")
+    grafana_token_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the token, used when the token is unset")
+    grafana_dashboard_uid: str = Field(default="canaryflow-deployments", description="The deployment dashboard")
+    grafana_folder_uid: str | None = Field(default=None,
+                                           description="Folder the dashboard is saved in; unset: General")
+    grafana_timeout_seconds: float = Field(default=5.0, gt=0, description="Per Grafana request")
     # Kubernetes platform: a kubeconfig file and context (None: $KUBECONFIG, else ~/.kube/config, and
     # its current context), or the pod's service account when running in the cluster.
-    kubeconfig: str | None = None
-    kube_context: str | None = None
-    kube_in_cluster: bool = False
+    kubeconfig: str | None = Field(default=None,
+                                   description="Kubeconfig file; unset: $KUBECONFIG, else ~/.kube/config")
+    kube_context: str | None = Field(default=None, description="Context to use; unset: the file's current context")
+    kube_in_cluster: bool = Field(default=False,
+                                  description="Use the pod's service account instead of a kubeconfig (the worker)")
 
 
 def load_settings() -> Settings:

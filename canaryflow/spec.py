@@ -9,7 +9,6 @@ and nothing starts until the whole spec is valid.
 from __future__ import annotations
 
 import json
-import string
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from canaryflow.analysis_spec import Analysis, QueryTemplates, render
 from canaryflow.errors import ConfigError
 from canaryflow.kube.target import KubernetesTarget
 
@@ -46,7 +46,7 @@ class Environment(StrEnum):
 class Thresholds(BaseModel):
     """Limits a canary must stay under. A field left out takes the environment's default."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_error_rate: float | None = Field(
         default=None, ge=0, le=1, description="Fraction of 5xx responses, e.g. 0.001 = 0.1%"
@@ -61,56 +61,16 @@ DEFAULT_THRESHOLDS: dict[Environment, Thresholds] = {
 }
 
 
-class QueryTemplates(BaseModel):
-    """PromQL templates (``string.Template`` syntax) so users can point analysis at their own metrics.
-
-    Placeholders: ``$service``, ``$version``, ``$namespace``, ``$window``. ``$`` keeps PromQL's
-    braces readable, which ``str.format`` would not.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    # ``or vector(0)``: a canary with no 5xx yet has no error series at all, and without it the
-    # ratio would be an empty vector, which is "no data" and could never pass.
-    error_rate: str = (
-        '(sum(rate(http_requests_total{service="$service",version="$version",code=~"5.."}[$window]))'
-        ' or vector(0))'
-        ' / sum(rate(http_requests_total{service="$service",version="$version"}[$window]))'
-    )
-    p95_latency_seconds: str = (
-        "histogram_quantile(0.95, sum by (le) (rate("
-        'http_request_duration_seconds_bucket{service="$service",version="$version"}[$window])))'
-    )
-    request_count: str = 'sum(increase(http_requests_total{service="$service",version="$version"}[$window]))'
-
-    @field_validator("error_rate", "p95_latency_seconds", "request_count")
-    @classmethod
-    def _known_placeholders(cls, value: str) -> str:
-        allowed = {"service", "version", "namespace", "window"}
-        names = {m.group("named") or m.group("braced") for m in string.Template.pattern.finditer(value)}
-        unknown = sorted(n for n in names if n and n not in allowed)
-        if unknown:
-            raise ValueError(f"unknown placeholder(s) {unknown}; allowed: {sorted(allowed)}")
-        return value
-
-    def render(self, *, service: str, version: str, namespace: str, window: str) -> dict[str, str]:
-        values = {"service": service, "version": version, "namespace": namespace, "window": window}
-        return {
-            name: string.Template(getattr(self, name)).substitute(values)
-            for name in ("error_rate", "p95_latency_seconds", "request_count")
-        }
-
-
 class SmokeCheck(BaseModel):
     """One request sent straight to the canary before it gets any user traffic."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    path: str = Field(pattern=r"^/")
-    method: Literal["GET", "HEAD", "POST"] = "GET"
-    expect_status: int = Field(default=200, ge=100, le=599)
-    max_latency_ms: float = Field(default=1000, gt=0)
-    body_contains: str | None = None
+    path: str = Field(pattern=r"^/", description="Path on the canary (on Kubernetes, under `kubernetes.canary_url`)")
+    method: Literal["GET", "HEAD", "POST"] = Field(default="GET", description="HTTP method")
+    expect_status: int = Field(default=200, ge=100, le=599, description="Any other status fails the check")
+    max_latency_ms: float = Field(default=1000, gt=0, description="A slower answer fails the check")
+    body_contains: str | None = Field(default=None, description="Text the response body must contain")
 
 
 #: Reasons that say nothing about the version itself: the same release may pass later.
@@ -124,13 +84,17 @@ class RetryPolicy(BaseModel):
     a FAIL verdict, a failed smoke test or a stuck rollout are never retried.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_attempts: int = Field(default=3, ge=1, le=20, description="Attempts in all, the first one included")
     backoff_seconds: float = Field(default=300, ge=0, description="Delay before the first retry")
-    backoff_factor: float = Field(default=2, ge=1)
-    max_backoff_seconds: float = Field(default=3600, gt=0)
-    on_reasons: list[str] = Field(default_factory=lambda: ["metrics_unavailable", "platform_error"])
+    backoff_factor: float = Field(default=2, ge=1, description="Each further delay is the previous one times this")
+    max_backoff_seconds: float = Field(default=3600, gt=0, description="Cap on any delay")
+    on_reasons: list[str] = Field(
+        default_factory=lambda: ["metrics_unavailable", "platform_error"],
+        description="Abort reasons that schedule a retry: metrics_unavailable, platform_error, "
+                    "insufficient_data; any other reason is refused",
+    )
 
     @field_validator("on_reasons")
     @classmethod
@@ -149,41 +113,73 @@ class RetryPolicy(BaseModel):
 class ApprovalGate(BaseModel):
     """A person confirms before the last step (full traffic), in the environments listed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    environments: list[Environment] = Field(default_factory=list)
+    environments: list[Environment] = Field(
+        default_factory=list,
+        description="Environments where a person approves the last step; empty: no gate. "
+                    "A single-step release is never gated",
+    )
     timeout_seconds: int = Field(default=3600, ge=1, description="No answer by then: roll back (reason manual)")
-    poll_seconds: int = Field(default=5, ge=1)
+    poll_seconds: int = Field(default=5, ge=1, description="How often the paused run looks for an answer")
 
 
 class ReleaseSpec(BaseModel):
     """Everything the release flow needs to know, validated before anything starts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    service: str = Field(pattern=NAME_PATTERN, max_length=63)
-    version: str = Field(pattern=VERSION_PATTERN)
-    environment: Environment = Environment.staging
-    platform: Literal["local", "kubernetes"] = "local"
-    namespace: str = Field(default="default", pattern=NAME_PATTERN)
-    steps: list[int] = Field(default_factory=lambda: [10, 50, 100])
-    step_wait_seconds: float = Field(default=300, ge=0)
-    analysis_interval_seconds: float = Field(default=30, gt=0)
-    analysis_window: str = Field(default="1m", pattern=PROMQL_DURATION)
-    thresholds: Thresholds | None = None
-    min_canary_requests: int = Field(default=50, ge=1)
-    max_consecutive_errors: int = Field(default=3, ge=1)
-    max_hold_seconds: float = Field(default=120, ge=0)
-    ready_timeout_seconds: float = Field(default=300, gt=0)
+    service: str = Field(pattern=NAME_PATTERN, max_length=63, description="Service to release")
+    version: str = Field(pattern=VERSION_PATTERN, description="Version to release")
+    environment: Environment = Field(
+        default=Environment.staging,
+        description="Picks the default thresholds; checked against `approval.environments`",
+    )
+    platform: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description="`local`: the embedded platform; `kubernetes`: a cluster, needs the `kubernetes` section",
+    )
+    namespace: str = Field(
+        default="default", pattern=NAME_PATTERN,
+        description="`$namespace` in query templates; on Kubernetes, the namespace released into",
+    )
+    steps: list[int] = Field(
+        default_factory=lambda: [10, 50, 100],
+        description="Canary weights in percent, strictly increasing, ending at 100 (also `10,50,100`)",
+    )
+    step_wait_seconds: float = Field(default=300, ge=0, description="Time at each step, analysed all along")
+    analysis_interval_seconds: float = Field(default=30, gt=0, description="Time between analysis rounds")
+    analysis_window: str = Field(
+        default="1m", pattern=PROMQL_DURATION,
+        description="`$window` in threshold metrics' queries, a positive PromQL duration (`30s`, `1m`, `2h`); "
+                    "the judge's own metrics read raw counters and need no window",
+    )
+    thresholds: Thresholds | None = Field(
+        default=None, description="SLO limits; a limit left out keeps the environment's default",
+    )
+    min_canary_requests: int = Field(
+        default=50, ge=1,
+        description="Fewer canary requests at the current step: INCONCLUSIVE (the step cannot pass yet)",
+    )
+    max_consecutive_errors: int = Field(
+        default=3, ge=1, description="Rounds in a row without metrics before `metrics_unavailable`",
+    )
+    max_hold_seconds: float = Field(default=120, ge=0, description="Extra time after a wait to obtain a PASS")
+    ready_timeout_seconds: float = Field(
+        default=300, gt=0, description="Deadline for the canary to be ready, else `rollout_stuck`",
+    )
     traffic_lease_seconds: float | None = Field(
         default=None, gt=0,
         description="Canary weight reverts to 0 unless renewed within this time (crashed orchestrator). "
                     "Default: max(30 s, 3 x analysis interval).",
     )
     smoke: list[SmokeCheck] = Field(
-        default_factory=lambda: [SmokeCheck(path="/api/health"), SmokeCheck(path="/api/orders")]
+        default_factory=lambda: [SmokeCheck(path="/api/health"), SmokeCheck(path="/api/orders")],
+        description="Requests sent straight to the canary before it gets user traffic; a list replaces the default",
     )
-    queries: QueryTemplates = Field(default_factory=QueryTemplates)
+    queries: QueryTemplates = Field(default_factory=QueryTemplates,
+                                    description="Raw-counter templates the default metrics read")
+    analysis: Analysis = Field(default_factory=Analysis, description="Which metrics judge the canary, and how strictly")
     query_preset: Literal["app", "istio"] | None = Field(
         default=None, description="Named query templates (canaryflow.kube.presets) used instead of `queries`",
     )
@@ -196,8 +192,9 @@ class ReleaseSpec(BaseModel):
                     "`git show -s --format=%cI`. Starts the DORA lead-time clock; without it lead time "
                     "counts from the release start.",
     )
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    approval: ApprovalGate = Field(default_factory=ApprovalGate)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy,
+                               description="Scheduled retries of an aborted canary (deployment runs only)")
+    approval: ApprovalGate = Field(default_factory=ApprovalGate, description="Approval gate before the last step")
     queue_timeout_seconds: float = Field(
         default=900, ge=0,
         description="How long a release waits for another release of the same service to finish",
@@ -260,9 +257,11 @@ class ReleaseSpec(BaseModel):
         assert self.thresholds and self.thresholds.max_p95_latency_ms is not None  # filled by the validator
         return self.thresholds.max_p95_latency_ms
 
-    def rendered_queries(self, *, window: str | None = None) -> dict[str, str]:
-        return self.queries.render(service=self.service, version=self.version, namespace=self.namespace,
-                                   window=window or self.analysis_window)
+    def render(self, template: str, *, version: str | None = None) -> str:
+        """A query template for this release; ``version`` defaults to the canary's (the baseline's
+        queries are the same templates rendered with the stable version)."""
+        return render(template, service=self.service, version=version or self.version,
+                      namespace=self.namespace, window=self.analysis_window)
 
     @property
     def committed_at(self) -> float | None:
@@ -355,8 +354,10 @@ def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_validation_error(exc: ValidationError) -> ConfigError:
+    from canaryflow.envcheck import spec_field_hint
+
     fields = tuple(".".join(str(p) for p in err["loc"]) or "<spec>" for err in exc.errors())
-    lines = [f"  {f}: {err['msg']}" for f, err in zip(fields, exc.errors())]
+    lines = [f"  {f}: {err['msg']}{spec_field_hint(ReleaseSpec, err)}" for f, err in zip(fields, exc.errors())]
     return ConfigError("invalid release spec:\n" + "\n".join(lines), fields=fields)
 
 

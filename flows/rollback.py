@@ -1,8 +1,12 @@
 """Roll a service back to its stable version, by hand (``canaryflow rollback``) or on an alert.
 
-Cancels any release of the service still running first (so it cannot move traffic again), then
-puts all traffic on stable and removes the canary: the same idempotent ``Platform.rollback`` the
-release flow uses. Safe to run when nothing is in progress.
+A release of the service that is running is asked to abort (``canaryflow.control``): it rolls
+back itself, through its own exit, with reason ``manual`` and who asked, and ends at its next
+analysis round. Cancelling it instead would leave a CLI run Cancelling for minutes and make it
+report its vanished canary as ``rollout_stuck``. A release that does not end in time, or is not
+running yet (scheduled, pending, paused), is cancelled. Then all traffic goes to stable and the
+canary is removed: the same idempotent ``Platform.rollback`` the release flow uses. With nothing
+to roll back (no release stopped, no canary, no weight) it says so and counts nothing.
 """
 
 from __future__ import annotations
@@ -24,19 +28,47 @@ from tasks.common import WAITING_PLATFORM_TASK
 ACTIVE = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING, StateType.SCHEDULED]
 
 
+#: How long a running release gets to act on the abort (it reads commands every analysis round).
+ABORT_GRACE_SECONDS = 60
+
+
 @task(name="cancel-releases")
-def cancel_releases(service: str, *, except_run: str | None = None) -> list[str]:
-    """Cancel every active run named ``release/<service>/...``: they would renew the canary's traffic."""
+def cancel_releases(service: str, *, except_run: str | None = None, reason: str = "manual",
+                    detail: str = "") -> list[str]:
+    """Stop every active run named ``release/<service>/...``: they would renew the canary's traffic."""
+    from canaryflow import control
+
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        runs = [r for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(
             name=FlowRunFilterName(like_=f"release/{service}/"),
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE))))
-        cancelled = []
-        for found in runs:
-            if found.name.startswith(f"release/{service}/") and str(found.id) != except_run:
-                client.set_flow_run_state(found.id, Cancelling(message="rolled back by canary-rollback"), force=True)
-                cancelled.append(f"{found.name} ({found.id})")
-    return cancelled
+            if r.name.startswith(f"release/{service}/") and str(r.id) != except_run]
+    command = control.OperatorCommand(control.Verb.ABORT, f"canary-rollback ({reason})", detail)
+    stopped, left = [], list(runs)
+    running = [r for r in runs if r.state_type is StateType.RUNNING]
+    for found in running:
+        control.send(str(found.id), command)
+    for found in running:
+        ended = control.wait_for_end(str(found.id), timeout=ABORT_GRACE_SECONDS)
+        if ended is not None:  # it rolled back itself and counted its rollback
+            stopped.append(f"{found.name} ({found.id}, {ended.state.name})")
+            left.remove(found)
+    with get_client(sync_client=True) as client:
+        for found in left:
+            client.set_flow_run_state(found.id, Cancelling(message="rolled back by canary-rollback"), force=True)
+            stopped.append(f"{found.name} ({found.id}, cancelled)")
+    return stopped
+
+
+@task(name="canary-present", **WAITING_PLATFORM_TASK)
+def canary_present(spec: ReleaseSpec) -> bool:
+    """Whether there is anything to roll back: a canary deployed or any traffic on it."""
+    platform = create_platform(spec.platform, settings=get_settings(), service=spec.service, spec=spec)
+    try:
+        problem = platform.canary_problem()  # both platforms say "... is gone" when no canary exists
+        return platform.get_weight() > 0 or problem is None or "gone" not in problem
+    finally:
+        platform.close()
 
 
 @task(name="rollback-service", **WAITING_PLATFORM_TASK)
@@ -60,8 +92,14 @@ def _run_name() -> str:
 def canary_rollback(spec: ReleaseSpec, reason: Literal["manual", "alert"] = "manual", detail: str = "") -> dict[str, Any]:
     spec = validate_spec(spec)
     log = get_run_logger()
-    cancelled = cancel_releases(spec.service)
+    cancelled = cancel_releases(spec.service, reason=reason, detail=detail)
+    present = canary_present(spec)
     stable = rollback_service(spec)
+    if not present:  # nothing was there, or the release rolled back itself and counted it
+        log.info("nothing left to roll back: %s runs %s; releases stopped: %s", spec.service, stable,
+                 ", ".join(cancelled) or "none")
+        return {"service": spec.service, "reason": reason, "detail": detail, "stable_version": stable,
+                "cancelled": [], "rolled_back": False}
     settings = get_settings()
     metrics = metrics_for(service=spec.service, environment=spec.environment.value,
                           pushgateway_url=settings.pushgateway_url, metrics_port=settings.metrics_port)
@@ -71,4 +109,4 @@ def canary_rollback(spec: ReleaseSpec, reason: Literal["manual", "alert"] = "man
     log.warning("rolled back %s (%s)%s; stable is %s; cancelled: %s", spec.service, reason,
                 f": {detail}" if detail else "", stable, ", ".join(cancelled) or "nothing in progress")
     return {"service": spec.service, "reason": reason, "detail": detail, "stable_version": stable,
-            "cancelled": cancelled}
+            "cancelled": cancelled, "rolled_back": True}

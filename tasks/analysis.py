@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 
-from canaryflow.analysis import check_preconditions, measure
+from canaryflow.analysis import Analysis, check_preconditions
 from canaryflow.errors import PlatformError
 from canaryflow.judge import Reason, Round, Signal, Verdict
 from canaryflow.release import ReleaseRun
@@ -16,14 +16,23 @@ from tasks.common import PLAIN_TASK
 
 @task(name="preflight", **PLAIN_TASK)
 def preflight(run: ReleaseRun) -> None:
-    """Refuse to start unless metrics can be read and the platform knows the service. Changes nothing."""
+    """Refuse to start unless metrics can be read and the platform knows the service. Changes nothing.
+    A refusal is counted by the release's finaliser, as ``deployment_total{status="failed"}``."""
     with run.metrics.track_task("preflight"):
-        try:
-            check_preconditions(run)
-        except Exception:  # counted as a release that failed to start: deployment_total{status="failed"}
-            run.metrics.release_finished(status="failed", duration=time.monotonic() - run.started)
-            raise
+        check_preconditions(run)
         get_run_logger().info("preflight ok: Prometheus ready, %s runs %s", run.spec.service, run.previous_version)
+
+
+@task(name="start-analysis", **PLAIN_TASK)
+def start_analysis(run: ReleaseRun) -> None:
+    """Snapshot the counters before the canary gets traffic and fix the latency boundaries from the
+    baseline's history, so every later count is the canary's own and every test is set in advance."""
+    with run.metrics.track_task("start_analysis"):
+        run.analysis = Analysis(run.spec, run.source, baseline_version=run.previous_version)
+        run.analysis.start()
+        boundaries = run.analysis.describe_boundaries()
+        get_run_logger().info("analysis starts: baseline %s; latency boundaries %s ms; alpha %s",
+                              run.previous_version, boundaries, run.spec.analysis.alpha)
 
 
 @task(name="analyse-canary", task_run_name="analyse-canary-{weight}pct", **PLAIN_TASK)
@@ -32,12 +41,24 @@ def analyse_canary(run: ReleaseRun, step_index: int, weight: int, step_started: 
     with run.metrics.track_task("analyse_canary"):
         log = get_run_logger()
         signal = _canary_stopped(run, log)
-        measurements = measure(run.source, run.spec, canary_age=run.canary_age)
+        weight_set_at = time.time() - (time.monotonic() - step_started)
+        measurements = run.analysis.round(step_index=step_index, expected_share=_effective_share(run, weight, log),
+                                          weight_set_at=weight_set_at)
         round_ = run.record_round(step_index, time.monotonic() - step_started, measurements)
         for m in measurements:
             level = log.warning if m.verdict in (Verdict.FAIL, Verdict.ERROR) else log.info
             level("[%d%%] %s %s: %s", weight, m.metric, m.verdict.value, m.detail)
         return round_, signal
+
+
+def _effective_share(run: ReleaseRun, weight: int, log: Any) -> float:
+    """The share the platform really routes (a replica split of 1 pod in 10 is 10 %, whatever was
+    asked), for the traffic-split check; the requested weight if the platform cannot say now."""
+    try:
+        return run.platform.get_weight() / 100
+    except PlatformError as exc:
+        log.warning("could not read the applied canary weight this round: %s", exc)
+        return weight / 100
 
 
 def _canary_stopped(run: ReleaseRun, log: Any) -> Signal | None:

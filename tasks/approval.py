@@ -12,14 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prefect import get_run_logger
+from typing import Any
+
 from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run, resume_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
 from pydantic import Field
 
 from canaryflow.approval import weight_held
 from canaryflow.release import ReleaseRun
+from tasks.prefect_api import prefect_api
 
 
 class Approval(RunInput):
@@ -50,10 +51,11 @@ def await_approval(run: ReleaseRun, weight: int) -> tuple[bool, str]:
                 "(resume in the UI, or: canaryflow approve|reject <flow-run-id>)",
                 gate.timeout_seconds, run.spec.service, run.spec.version)
     timeout_answer = f"no approval within {gate.timeout_seconds} s"
+    api = prefect_api(run)
     try:
         with weight_held(run.platform, weight, lease_seconds=run.lease_seconds), \
-                _reject_at_deadline(str(flow_run.id), gate.timeout_seconds, timeout_answer):
-            answer = pause_flow_run(wait_for_input=Approval, timeout=gate.timeout_seconds + PAUSE_MARGIN_SECONDS,
+                _reject_at_deadline(api, str(api.flow_run_id()), gate.timeout_seconds, timeout_answer):
+            answer = api.pause_flow_run(wait_for_input=Approval, timeout=gate.timeout_seconds + PAUSE_MARGIN_SECONDS,
                                     poll_interval=gate.poll_seconds, key="approval")
     except FlowPauseTimeout:  # the deadline answer itself could not be delivered
         run.end(record, "timed_out", timeout_answer)
@@ -70,7 +72,7 @@ def await_approval(run: ReleaseRun, weight: int) -> tuple[bool, str]:
 
 
 @contextmanager
-def _reject_at_deadline(flow_run_id: str, seconds: float, reason: str) -> Iterator[None]:
+def _reject_at_deadline(api: Any, flow_run_id: str, seconds: float, reason: str) -> Iterator[None]:
     """Resume the paused run with a rejection after ``seconds`` unless someone answered first."""
     answered = threading.Event()
 
@@ -78,7 +80,7 @@ def _reject_at_deadline(flow_run_id: str, seconds: float, reason: str) -> Iterat
         if answered.wait(seconds):
             return
         try:
-            resume_flow_run(flow_run_id, run_input={"approved": False, "reason": reason, "by": GATE_TIMER})
+            api.resume_flow_run(flow_run_id, run_input={"approved": False, "reason": reason, "by": GATE_TIMER})
         except Exception:  # already resumed by a person, or the pause is gone: theirs is the answer
             pass
 

@@ -257,6 +257,11 @@ class KubeApi:
                          self.apps.patch_namespaced_deployment_scale, name, self.namespace,
                          {"spec": {"replicas": int(replicas)}}, _content_type=MERGE_PATCH)
 
+    def list_deployments(self) -> list[dict[str, Any]]:
+        result = self.call("list", "deployments.apps", "deployment", None,
+                           self.apps.list_namespaced_deployment, self.namespace)
+        return list((result or {}).get("items") or [])
+
     def list_replicasets(self, selector: dict[str, str] | None = None) -> list[dict[str, Any]]:
         label_selector = ",".join(f"{k}={v}" for k, v in (selector or {}).items()) or None
         result = self.call("list", "replicasets.apps", "replicaset", None,
@@ -273,3 +278,8 @@ class KubeApi:
                      patch: dict[str, Any]) -> dict[str, Any]:
         return self.call("patch", f"{plural}.{group}", kind, name, self.custom.patch_namespaced_custom_object,
                          group, version, self.namespace, plural, name, patch, _content_type=MERGE_PATCH)
+
+    def list_custom(self, group: str, version: str, plural: str, kind: str) -> list[dict[str, Any]]:
+        result = self.call("list", f"{plural}.{group}", kind, None, self.custom.list_namespaced_custom_object,
+                           group, version, self.namespace, plural)
+        return list((result or {}).get("items") or [])

@@ -52,13 +52,15 @@ class KubernetesTarget(BaseModel):
                                                               "like the service, else the first")
     image: str | None = Field(default=None, description="Image template, e.g. registry.example.com/checkout:$version; "
                                                           "default: the stable image with its tag replaced")
-    router: Router = "replicas"
-    total_replicas: int | None = Field(default=None, ge=1, description="Default: the stable Deployment's replicas")
+    router: Router = Field(default="replicas", description="How users reach the canary: replicas, istio or gateway-api")
+    total_replicas: int | None = Field(default=None, ge=1, description="replicas router: the replicas split between stable and "
+                                          "canary; other routers: the canary Deployment's replicas. Default: the "
+                                          "stable Deployment's replicas")
     virtual_service: str | None = Field(default=None, pattern=NAME_PATTERN, description="istio: the VirtualService")
     host: str | None = Field(default=None, description="istio: destination host to split; default: any host "
                                                         "routed to the stable subset")
-    stable_subset: str = "stable"
-    canary_subset: str = "canary"
+    stable_subset: str = Field(default="stable", description="istio: the DestinationRule's stable subset")
+    canary_subset: str = Field(default="canary", description="istio: the DestinationRule's canary subset")
     http_route: str | None = Field(default=None, pattern=NAME_PATTERN, description="gateway-api: the HTTPRoute")
     stable_service: str | None = Field(default=None, pattern=NAME_PATTERN,
                                        description="gateway-api: stable backend Service; default: the service name")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from canaryflow.errors import PlatformError
-from canaryflow.kube.client import STRATEGIC_MERGE_PATCH, KubeApi
+from canaryflow.kube.client import MERGE_PATCH, STRATEGIC_MERGE_PATCH, KubeApi
 from canaryflow.kube.rollout import POD_TEMPLATE_HASH, ProgressDeadlineExceeded, rollout_status
 
 VERSION_LABEL = "version"
@@ -230,3 +230,16 @@ class Workloads:
         self.api.update(lambda: self.api.get_deployment(self.canary), change,
                         lambda obj, patch: self.api.patch_deployment(self.canary, patch,
                                                                      content_type=STRATEGIC_MERGE_PATCH))
+
+    def stamp_canary(self, stamp: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        """Write the annotations ``stamp`` returns for the canary as just (re-)read; on a 409 it is
+        asked again, so it can refuse (raise) when what it guards changed meanwhile."""
+        def change(obj: dict[str, Any]) -> dict[str, Any] | None:
+            annotations = stamp(obj["metadata"].get("annotations") or {})
+            if not annotations:
+                return None
+            return {"metadata": {"resourceVersion": obj["metadata"].get("resourceVersion"),
+                                 "annotations": annotations}}
+
+        self.api.update(lambda: self.api.get_deployment(self.canary), change,
+                        lambda obj, patch: self.api.patch_deployment(self.canary, patch, content_type=MERGE_PATCH))

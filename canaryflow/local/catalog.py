@@ -71,11 +71,46 @@ class FaultSpec(_Strict):
     body: Optional[str] = None
 
 
+class SlowSpec(_Strict):
+    """A slow tail: ``fraction`` of the requests take ``extra_ms`` longer than the latency model.
+
+    A log-normal fitted to p50/p95 has a thin tail; real regressions often hide there instead (a
+    cache miss, a retry, a lock) and leave the median untouched, so the tail is its own field.
+    """
+
+    fraction: float = Field(gt=0.0, le=1.0)
+    extra_ms: float = Field(gt=0)
+
+
+class IncidentSpec(_Strict):
+    """Recurring incidents that raise the error rate of every running version at once.
+
+    The first starts ``every_s`` after the controller does, then one every ``every_s`` (start to
+    start), each lasting ``duration_s``.
+    """
+
+    every_s: float = Field(gt=0)
+    duration_s: float = Field(gt=0)
+    error_rate: float = Field(gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _has_quiet_time(self) -> "IncidentSpec":
+        # An incident as long as its period would never end: say so instead of running a permanent outage.
+        if self.duration_s >= self.every_s:
+            raise ValueError(f"duration_s ({self.duration_s:g}) must be shorter than every_s ({self.every_s:g})")
+        return self
+
+
 class VersionSpec(_Strict):
-    """Behaviour of one service version; every field is optional."""
+    """Behaviour of one service version; every field is optional.
+
+    ``error_rate`` is the probability that a request fails (HTTP 500), drawn independently for
+    every request, as real failures are: they come in runs and gaps, not one in every 1/rate.
+    """
 
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     latency_ms: Optional[LatencySpec] = None
+    slow: Optional[SlowSpec] = None
     faults: dict[str, FaultSpec] = Field(default_factory=dict)
     readiness_delay_s: float = Field(default=0.0, ge=0.0)
     crash_on_start: bool = False
@@ -99,10 +134,11 @@ class VersionSpec(_Strict):
 
 
 class Catalog(_Strict):
-    """The whole catalogue: default service name and the known versions."""
+    """The whole catalogue: default service name, the known versions and optional incidents."""
 
     service: str = "checkout"
     versions: dict[str, VersionSpec]
+    incident: Optional[IncidentSpec] = None
 
     @property
     def names(self) -> list[str]:

@@ -3,10 +3,17 @@
 This single process plays the role a service mesh plus deployment controller
 plays in a cluster: it runs the stable and canary service processes, splits
 user traffic between them, and exposes a small admin API under ``/-/`` for
-the release pipeline. Traffic splitting is deterministic (smooth weighted
-round robin) so a 10 % weight means exactly one request in ten, which keeps
-tests and analysis free of sampling noise. A weight can carry a lease, so a
-crashed orchestrator can never leave users on a canary indefinitely.
+the release pipeline. Each request goes to the canary at random with
+probability weight/100 (``canaryflow.local.routing``), as a real mesh routes,
+so the canary's share of a short window varies the way a judge will meet it.
+A weight can carry a lease, so a crashed orchestrator can never leave users
+on a canary indefinitely.
+
+Faults that are not a version's own are injected here too, because they
+belong to the platform: incidents that hit every running version at once
+(``/-/incident``, pushed to each service; see ``canaryflow.local.incidents``)
+and a misrouting mesh (``/-/routing``) that gives the canary only a fraction
+of the weight the controller reports.
 """
 
 from __future__ import annotations
@@ -20,8 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -34,88 +40,18 @@ from starlette.routing import Route
 
 from canaryflow.local import procs
 from canaryflow.local.catalog import Catalog, UnknownVersionError, load_catalog, resolve_catalog_path
+from canaryflow.local.incidents import Incident, IncidentPlan, parse_incident_request, push_incident
+from canaryflow.local.mesh import AmbiguousService, Mesh, UnknownService, write_json_atomically
+from canaryflow.local.routing import CANARY, STABLE, TrafficPolicy
+from canaryflow.local.seeds import add_seed_argument, derive_seed, seed_flag, seeded_rng
+from canaryflow.local.services import read_plans
 
-STABLE, CANARY = "stable", "canary"
-POLL_INTERVAL_S = 0.2
-HISTORY_LIMIT = 1000
 # Headers that describe a single hop and must not be forwarded (RFC 9110 7.6.1),
 # plus those the proxy recomputes itself.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
     "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
 })
-
-
-class SmoothWeightedSplit:
-    """Deterministic stable/canary split (nginx-style smooth weighted round robin).
-
-    With canary weight ``w`` every aligned window of 100 picks contains exactly
-    ``w`` canary picks, spread evenly (10 % is 1 of every 10). Changing the
-    weight restarts the sequence so the new ratio holds from the next pick.
-    """
-
-    def __init__(self, canary_weight: int = 0) -> None:
-        self.set_weight(canary_weight)
-
-    @property
-    def weight(self) -> int:
-        return self._weight
-
-    def set_weight(self, canary_weight: int) -> None:
-        if not 0 <= canary_weight <= 100:
-            raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
-        self._weight = canary_weight
-        self._stable_current = 0
-        self._canary_current = 0
-
-    def pick(self) -> str:
-        self._stable_current += 100 - self._weight
-        self._canary_current += self._weight
-        if self._canary_current > self._stable_current:
-            self._canary_current -= 100
-            return CANARY
-        self._stable_current -= 100
-        return STABLE
-
-
-class TrafficPolicy:
-    """Canary weight with optional lease and a history of changes.
-
-    Pure logic with an injectable clock so lease expiry is unit-testable
-    without sleeping; the controller calls :meth:`expire_lease` periodically
-    and before every routing decision.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self.split = SmoothWeightedSplit()
-        self.lease_expires_at: Optional[float] = None
-        self.history: deque[dict] = deque(maxlen=HISTORY_LIMIT)
-
-    @property
-    def weight(self) -> int:
-        return self.split.weight
-
-    def set_weight(self, weight: int, reason: str, lease_seconds: Optional[float] = None) -> None:
-        """Set the weight; a positive ``lease_seconds`` makes it revert unless renewed."""
-        if lease_seconds is not None and lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
-        if weight != self.split.weight:
-            self.split.set_weight(weight)
-        now = self._clock()
-        self.lease_expires_at = now + lease_seconds if weight > 0 and lease_seconds else None
-        self.history.append({"t": now, "canary_weight": weight, "reason": reason})
-
-    def expire_lease(self) -> bool:
-        """Revert to weight 0 if the lease ran out; True when that happened now."""
-        if self.lease_expires_at is None or self._clock() < self.lease_expires_at:
-            return False
-        self.set_weight(0, "lease_expired")
-        return True
-
-    def pick(self) -> str:
-        self.expire_lease()
-        return self.split.pick()
 
 
 @dataclass
@@ -127,6 +63,10 @@ class Track:
     proc: subprocess.Popen
     ready: bool = False
     exit_code: Optional[int] = None
+    # The incident this process last confirmed (a new process has none); pushes to it are serialised
+    # so a slow push of an older incident cannot land after a newer one.
+    incident: Optional[Incident] = None
+    incident_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
     def url(self) -> str:
@@ -158,7 +98,8 @@ class Controller:
     def __init__(self, *, service: str, catalog: Catalog, catalog_path: Path,
                  log_dir: Path, targets_file: Optional[Path] = None,
                  slot_ports: Sequence[int] = (),
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 seed: Optional[int] = None) -> None:
         self.service = service
         self.catalog = catalog
         self.catalog_path = catalog_path
@@ -168,11 +109,18 @@ class Controller:
         # start; a target that appears later waits for service discovery's 5 s update cycle,
         # which would blind the first seconds of every canary.
         self.slot_ports = tuple(slot_ports)
-        self.policy = TrafficPolicy(clock)
+        self._clock = clock
+        self.seed = seed
+        self._spawned = 0  # numbers each service process's random stream
+        self.policy = TrafficPolicy(clock, seeded_rng(seed, "routing"))
+        self.incidents = IncidentPlan(catalog.incident, clock=clock)
         self.routed = {STABLE: 0, CANARY: 0}
         self.stable: Optional[Track] = None
         self.canary: Optional[Track] = None
         self.lock = asyncio.Lock()
+        # Set by a mesh of several services, which writes one targets file for all of them.
+        self.targets_sink: Optional[Callable[[], None]] = None
+        self.planned_stable: Optional[str] = None  # the version main() starts as stable
 
     # -- processes ---------------------------------------------------------
 
@@ -180,9 +128,11 @@ class Controller:
         """Start a service process for ``version`` (must run on the main thread)."""
         self.catalog.version(version)
         port = self._free_slot()
+        self._spawned += 1
         args = procs.python_module(
             "canaryflow.local.service", "--version", version, "--port", port,
-            "--catalog", self.catalog_path, "--service", self.service)
+            "--catalog", self.catalog_path, "--service", self.service,
+            *seed_flag(derive_seed(self.seed, "service", self._spawned, version)))
         log = self.log_dir / f"{self.service}-{version}-{port}.log"
         return Track(version, port, procs.spawn(args, log_path=log, env=procs.python_env()))
 
@@ -197,7 +147,12 @@ class Controller:
 
     def start_stable(self, version: str, timeout: float) -> None:
         """Spawn the stable version and block until it is ready, or raise."""
-        track = self.spawn(version)
+        self.adopt_stable(self.spawn(version), timeout)
+
+    def adopt_stable(self, track: Track, timeout: float) -> None:
+        """Wait for a spawned stable process to be ready, then serve it; stop it and raise if not.
+
+        Apart from :meth:`spawn` so a mesh can start every service's stable before waiting for any."""
         try:
             procs.wait_http(track.url + "/ready", timeout, proc=track.proc)
         except BaseException:
@@ -216,23 +171,23 @@ class Controller:
         for track in self.tracks():
             track.check_exit()
 
+    def target_groups(self) -> list[dict]:
+        """This service's Prometheus file_sd target groups, labelled with the service."""
+        if self.slot_ports:  # fixed targets; the version label comes from the metrics themselves
+            return [{"targets": [f"127.0.0.1:{p}" for p in self.slot_ports],
+                     "labels": {"service": self.service}}]
+        return [
+            {"targets": [f"127.0.0.1:{t.port}"],
+             "labels": {"service": self.service, "track": name, "version": t.version}}
+            for name, t in ((STABLE, self.stable), (CANARY, self.canary)) if t is not None
+        ]
+
     def write_targets(self) -> None:
         """Rewrite the Prometheus file_sd targets atomically (temp file + rename)."""
-        if self.targets_file is None:
-            return
-        if self.slot_ports:  # fixed targets; the version label comes from the metrics themselves
-            groups = [{"targets": [f"127.0.0.1:{p}" for p in self.slot_ports],
-                       "labels": {"service": self.service}}]
-        else:
-            groups = [
-                {"targets": [f"127.0.0.1:{t.port}"],
-                 "labels": {"service": self.service, "track": name, "version": t.version}}
-                for name, t in ((STABLE, self.stable), (CANARY, self.canary)) if t is not None
-            ]
-        fd, tmp = tempfile.mkstemp(dir=self.targets_file.parent, prefix=".targets-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(groups, fh)
-        os.replace(tmp, self.targets_file)
+        if self.targets_sink is not None:
+            self.targets_sink()
+        elif self.targets_file is not None:
+            write_json_atomically(self.targets_file, self.target_groups())
 
     # -- readiness ---------------------------------------------------------
 
@@ -245,12 +200,20 @@ class Controller:
         except httpx.HTTPError:
             track.ready = False
 
-    async def poll_forever(self, client: httpx.AsyncClient) -> None:
-        """Background loop: lease expiry and readiness of every child."""
-        while True:
-            self.policy.expire_lease()
-            await asyncio.gather(*(self.probe(client, t) for t in self.tracks()))
-            await asyncio.sleep(POLL_INTERVAL_S)
+    async def sync_incident(self, client: httpx.AsyncClient, track: Track) -> None:
+        """Bring one service in line with the incident in force (or its absence)."""
+        async with track.incident_lock:
+            wanted = self.incidents.current()
+            if track.incident == wanted or not track.check_exit():
+                return
+            if await push_incident(client, track.url, wanted, self._clock()):
+                track.incident = wanted
+
+    async def refresh(self, client: httpx.AsyncClient, track: Track) -> None:
+        """Readiness and incident of one child: done together, so a new canary is under the
+        incident in force by the time it is found ready to take traffic."""
+        await self.probe(client, track)
+        await self.sync_incident(client, track)
 
     # -- routing -----------------------------------------------------------
 
@@ -267,15 +230,24 @@ class Controller:
     def state(self) -> dict:
         """Everything a client needs; ``versions`` lets it refuse an unknown version up front."""
         self.policy.expire_lease()
+        incident = self.incidents.current()
+
+        def track(t: Optional[Track]) -> Optional[dict]:
+            return None if t is None else {**t.to_json(), "incident_synced": t.incident == incident}
+
+        schedule = self.catalog.incident
         return {
             "service": self.service,
             "versions": self.catalog.names,
-            "stable": self.stable.to_json() if self.stable else None,
-            "canary": self.canary.to_json() if self.canary else None,
+            "stable": track(self.stable),
+            "canary": track(self.canary),
             "canary_weight": self.policy.weight,
             "lease_expires_at": self.policy.lease_expires_at,
             "routed": dict(self.routed),
             "history": list(self.policy.history),
+            "incident": incident.to_json(self._clock()) if incident else None,
+            "incident_schedule": schedule.model_dump() if schedule else None,
+            "routing": {"canary_share_factor": self.policy.split.canary_share_factor},
         }
 
     async def _retire(self, track: Track) -> None:
@@ -306,7 +278,7 @@ class Controller:
                 if self.canary is None:
                     raise AdminError(409, "no canary deployed")
                 if not self.canary.ready:
-                    await self.probe(client, self.canary)
+                    await self.refresh(client, self.canary)
                 if not self.canary.ready:
                     raise AdminError(409, f"canary {self.canary.version!r} is not ready"
                                           f" (exit_code={self.canary.exit_code})")
@@ -333,6 +305,26 @@ class Controller:
                 await self._retire(old)
             return self.state()
 
+    async def start_incident(self, client: httpx.AsyncClient, *, duration_s: float,
+                             error_rate: float) -> dict:
+        """Start an incident now and return once every running version has it (or failed to answer)."""
+        self.incidents.start(duration_s=duration_s, error_rate=error_rate)
+        await asyncio.gather(*(self.sync_incident(client, t) for t in self.tracks()))
+        return self.state()
+
+    async def end_incident(self, client: httpx.AsyncClient) -> dict:
+        self.incidents.end()
+        await asyncio.gather(*(self.sync_incident(client, t) for t in self.tracks()))
+        return self.state()
+
+    def set_canary_share_factor(self, factor: object) -> dict:
+        """Misroute: the canary gets ``factor`` times its weight; the reported weight is unchanged."""
+        try:
+            self.policy.split.set_share_factor(factor)
+        except ValueError as err:
+            raise AdminError(400, str(err)) from None
+        return self.state()
+
 
 async def _json_body(request: Request) -> dict:
     try:
@@ -357,8 +349,12 @@ def _parse_weights(body: dict) -> tuple[int, Optional[float]]:
     return weight, lease
 
 
-def build_app(controller: Controller) -> Starlette:
-    """Starlette app: admin API under /-/ and the proxy for everything else."""
+def build_app(platform: Controller | Mesh) -> Starlette:
+    """Starlette app: admin API under /-/ and the proxy for everything else.
+
+    Admin paths exist twice: ``/-/services/<name>/<op>`` for any service, and ``/-/<op>`` for the
+    only service of a one-service platform (the original API, which tests and users call)."""
+    mesh = platform if isinstance(platform, Mesh) else Mesh([platform])
     shared: dict = {}
 
     @contextlib.asynccontextmanager
@@ -366,49 +362,83 @@ def build_app(controller: Controller) -> Starlette:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=128)
         async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
             shared["client"] = client
-            poller = asyncio.create_task(controller.poll_forever(client))
+            poller = asyncio.create_task(mesh.poll_forever(client))
             try:
                 yield
             finally:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await poller
-                controller.shutdown()
+                mesh.shutdown()
+
+    def service_of(request: Request) -> Controller:
+        name = request.path_params.get("service")
+        return mesh.only() if name is None else mesh.get(name)
 
     def admin(handler):
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(request)
+                return await handler(service_of(request), request)
             except AdminError as err:
                 return JSONResponse({"error": str(err)}, status_code=err.status)
+            except UnknownService as err:
+                return JSONResponse({"error": str(err), "services": mesh.names}, status_code=404)
+            except AmbiguousService as err:
+                return JSONResponse({"error": str(err), "services": mesh.names}, status_code=400)
         return endpoint
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    async def state(_: Request) -> Response:
+    async def services(_: Request) -> Response:
+        return JSONResponse(mesh.overview())
+
+    async def state(controller: Controller, _: Request) -> Response:
         return JSONResponse(controller.state())
 
-    async def canary(request: Request) -> Response:
+    async def canary(controller: Controller, request: Request) -> Response:
         version = (await _json_body(request)).get("version")
         if not isinstance(version, str) or not version:
             raise AdminError(400, "body must be {\"version\": NAME}")
         return JSONResponse(await controller.deploy_canary(version), status_code=201)
 
-    async def weights(request: Request) -> Response:
+    async def weights(controller: Controller, request: Request) -> Response:
         weight, lease = _parse_weights(await _json_body(request))
         return JSONResponse(await controller.set_weight(shared["client"], weight, lease))
 
-    async def promote(_: Request) -> Response:
+    async def promote(controller: Controller, _: Request) -> Response:
         return JSONResponse(await controller.promote())
 
-    async def rollback(_: Request) -> Response:
+    async def rollback(controller: Controller, _: Request) -> Response:
         return JSONResponse(await controller.rollback())
+
+    async def incident(controller: Controller, request: Request) -> Response:
+        if request.method == "DELETE":
+            return JSONResponse(await controller.end_incident(shared["client"]))
+        try:
+            duration_s, error_rate = parse_incident_request(await _json_body(request))
+        except ValueError as err:
+            raise AdminError(400, str(err)) from None
+        return JSONResponse(await controller.start_incident(
+            shared["client"], duration_s=duration_s, error_rate=error_rate))
+
+    async def routing(controller: Controller, request: Request) -> Response:
+        if request.method == "DELETE":
+            return JSONResponse(controller.set_canary_share_factor(1.0))
+        body = await _json_body(request)
+        unknown = set(body) - {"canary_share_factor"}
+        if unknown:
+            raise AdminError(400, f"unknown fields: {sorted(unknown)}")
+        return JSONResponse(controller.set_canary_share_factor(body.get("canary_share_factor")))
 
     async def not_found(request: Request) -> Response:
         return JSONResponse({"error": f"no admin endpoint {request.url.path}"}, status_code=404)
 
     async def proxy(request: Request) -> Response:
+        try:
+            controller = mesh.for_host(request.headers.get("host"))
+        except UnknownService as err:
+            return JSONResponse({"error": str(err), "services": mesh.names}, status_code=404)
         track = controller.route()
         url = track.url + request.url.path
         if request.url.query:
@@ -427,50 +457,100 @@ def build_app(controller: Controller) -> Starlette:
             for k, v in upstream.headers.multi_items() if k.lower() not in skip)
         return response
 
+    operations = [
+        ("state", state, ["GET"]),
+        ("canary", canary, ["POST"]),
+        ("weights", weights, ["PUT"]),
+        ("promote", promote, ["POST"]),
+        ("rollback", rollback, ["POST"]),
+        ("incident", incident, ["POST", "DELETE"]),
+        ("routing", routing, ["POST", "DELETE"]),
+    ]
     all_methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     return Starlette(lifespan=lifespan, routes=[
         Route("/-/healthz", healthz),
-        Route("/-/state", state),
-        Route("/-/canary", admin(canary), methods=["POST"]),
-        Route("/-/weights", admin(weights), methods=["PUT"]),
-        Route("/-/promote", admin(promote), methods=["POST"]),
-        Route("/-/rollback", admin(rollback), methods=["POST"]),
+        Route("/-/services", services),
+        *(Route(f"/-/{op}", admin(handler), methods=methods) for op, handler, methods in operations),
+        *(Route(f"/-/services/{{service}}/{op}", admin(handler), methods=methods)
+          for op, handler, methods in operations),
         Route("/-/{rest:path}", not_found, methods=all_methods),
         Route("/{path:path}", proxy, methods=all_methods),
     ])
 
 
+def _controllers(args: argparse.Namespace) -> tuple[list[Controller], Optional[Path]]:
+    """One controller per service: from ``--services-file`` (several), else the single-service flags.
+
+    Returns the controllers and the targets file a mesh of several writes for all of them."""
+    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="canaryflow-services-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    targets = args.targets_file.resolve() if args.targets_file else None
+    if args.services_file is None:
+        if not args.stable:
+            raise ValueError("--stable is required without --services-file")
+        catalog_path = resolve_catalog_path(args.catalog)
+        catalog = load_catalog(catalog_path)
+        controller = Controller(
+            service=args.service or catalog.service, catalog=catalog, catalog_path=catalog_path,
+            log_dir=log_dir, targets_file=targets,
+            slot_ports=[int(p) for p in args.slot_ports.split(",") if p], seed=args.seed)
+        controller.planned_stable = args.stable
+        return [controller], None
+    plans = read_plans(args.services_file)
+    controllers = []
+    for plan in plans:
+        catalog_path = resolve_catalog_path(plan.catalog)
+        controller = Controller(service=plan.service, catalog=load_catalog(catalog_path),
+                                catalog_path=catalog_path, log_dir=log_dir, slot_ports=plan.slot_ports,
+                                # one service replays a one-service stack's draws; several get a stream each
+                                seed=args.seed if len(plans) == 1 else derive_seed(args.seed, "service", plan.service))
+        controller.planned_stable = plan.stable
+        controllers.append(controller)
+    return controllers, targets
+
+
+def start_stables(controllers: list[Controller], timeout: float) -> None:
+    """Spawn every service's stable, then wait for each: fifty services start in the time of one."""
+    spawned = []
+    try:
+        for controller in controllers:
+            spawned.append((controller, controller.spawn(controller.planned_stable)))
+        for controller, track in spawned:
+            controller.adopt_stable(track, timeout)
+    except BaseException:
+        procs.stop_all([track.proc for _, track in spawned])
+        raise
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Run the local platform controller.")
     parser.add_argument("--service", default=None, help="service name (default: from catalogue)")
-    parser.add_argument("--stable", required=True, help="version to run as stable")
+    parser.add_argument("--stable", default=None, help="version to run as stable")
+    parser.add_argument("--services-file", type=Path, default=None,
+                        help="JSON list of services (service, stable, catalog, slot_ports) instead of "
+                             "--service/--stable/--catalog/--slot-ports")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--catalog", type=Path, default=None)
     parser.add_argument("--targets-file", type=Path, default=None)
     parser.add_argument("--slot-ports", default="", help="two fixed ports, e.g. 9101,9102")
     parser.add_argument("--log-dir", type=Path, default=None, help="service logs (default: temp dir)")
     parser.add_argument("--ready-timeout", type=float, default=30.0)
+    add_seed_argument(parser)
     args = parser.parse_args(argv)
 
-    catalog_path = resolve_catalog_path(args.catalog)
-    catalog = load_catalog(catalog_path)
-    log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="canaryflow-services-"))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    controller = Controller(
-        service=args.service or catalog.service, catalog=catalog, catalog_path=catalog_path,
-        log_dir=log_dir, targets_file=args.targets_file.resolve() if args.targets_file else None,
-        slot_ports=[int(p) for p in args.slot_ports.split(",") if p])
     try:
-        controller.start_stable(args.stable, args.ready_timeout)
-    except (UnknownVersionError, RuntimeError, TimeoutError) as err:
+        controllers, targets = _controllers(args)
+        mesh = Mesh(controllers, targets_file=targets)
+        start_stables(controllers, args.ready_timeout)
+    except (UnknownVersionError, RuntimeError, TimeoutError, ValueError) as err:
         print(f"controller: cannot start stable version: {err}", file=sys.stderr)
         return 1
-    config = uvicorn.Config(build_app(controller), host="127.0.0.1", port=args.port,
+    config = uvicorn.Config(build_app(mesh), host="127.0.0.1", port=args.port,
                             log_level="warning", access_log=False, timeout_graceful_shutdown=3)
     try:
         uvicorn.Server(config).run()
     finally:
-        controller.shutdown()
+        mesh.shutdown()
     return 0
 
 

@@ -70,8 +70,13 @@ def spawn(
     env: Optional[Mapping[str, str]] = None,
     cwd: Optional[str | Path] = None,
     die_with_parent: bool = True,
+    user: Optional[int] = None,
+    group: Optional[int] = None,
 ) -> subprocess.Popen:
-    """Start ``args`` in a new session, dying with us (unless told not to), logging to ``log_path``."""
+    """Start ``args`` in a new session, dying with us (unless told not to), logging to ``log_path``.
+
+    ``user``/``group`` (uids, as root) run it as another account without supplementary groups;
+    Python switches them before the death signal is armed, so the switch does not clear it."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
@@ -84,6 +89,7 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
             preexec_fn=_death_signal_preexec(os.getpid()) if die_with_parent else None,
+            **({"user": user, "group": group, "extra_groups": []} if user is not None else {}),
         )
 
 

@@ -2,9 +2,14 @@
 
 One process runs one version. Its errors, latency, faults, readiness and crashes come
 from the catalogue entry, so canary analysis sees genuinely different metrics
-per version rather than simulated numbers. Metrics follow the usual
+per version rather than simulated numbers. Errors and latencies are drawn at random for
+every request (seedable with ``--seed``), as real failures come: in runs and gaps, so a
+short window can look clean or twice as bad as the rate. Metrics follow the usual
 ``http_requests_total`` / ``http_request_duration_seconds`` conventions so
 ordinary PromQL works against it.
+
+The controller puts incidents in force through ``PUT``/``DELETE /-/incident``, an admin
+path outside the user paths and so never counted in the request metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from canaryflow.local.catalog import VersionSpec, load_catalog
+from canaryflow.local.incidents import INCIDENT_PATH, ServiceIncident, parse_incident_request
+from canaryflow.local.seeds import add_seed_argument
 
 CRASH_EXIT_CODE = 3
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2.5, 5, 10)
@@ -51,23 +58,37 @@ class ServiceMetrics:
         )
 
 
-class ErrorBudget:
-    """Spreads errors evenly: at 5% exactly one request in twenty fails.
+class VersionBehaviour:
+    """The random part of one version: what each request draws for its latency and failure.
 
-    A random draw would make a short canary window look healthy by chance (no error in 60
-    requests happens 5% of the time at 5%); even spacing keeps the demo and tests repeatable
-    while still being a real error rate that Prometheus measures.
+    Failures have independent causes, each a Bernoulli draw: the version's own ``error_rate``
+    (HTTP 500) and an incident in force (HTTP 503, a dependency down). Together a request fails
+    with probability ``1 - (1 - version) * (1 - incident)``, never below either one, and an
+    incident does not mask a canary's own bug. Distinct codes tell the causes apart in tests.
     """
 
-    def __init__(self, rate: float) -> None:
-        self.rate, self._due = rate, 0.0
+    def __init__(self, spec: VersionSpec, *, rng: random.Random,
+                 incident: Optional[ServiceIncident] = None) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.incident = incident or ServiceIncident()
 
-    def due(self) -> bool:
-        self._due += self.rate
-        if self._due >= 1.0:
-            self._due -= 1.0
-            return True
-        return False
+    def latency_s(self) -> float:
+        """Seconds this request takes: the fitted log-normal, plus the slow tail when drawn."""
+        seconds = self.spec.latency_ms.sample_seconds(self.rng) if self.spec.latency_ms else 0.0
+        slow = self.spec.slow
+        if slow is not None and self.rng.random() < slow.fraction:
+            seconds += slow.extra_ms / 1000.0
+        return seconds
+
+    def failure(self) -> Optional[int]:
+        """The status this request fails with, or None when it succeeds."""
+        if self.rng.random() < self.spec.error_rate:
+            return 500
+        incident_rate = self.incident.error_rate()
+        if incident_rate and self.rng.random() < incident_rate:
+            return 503
+        return None
 
 
 def create_app(
@@ -79,11 +100,10 @@ def create_app(
     clock=time.monotonic,
 ) -> Starlette:
     """Build the Starlette app for one version (readiness counted from now)."""
-    rng = rng or random.Random()
     metrics = ServiceMetrics()
     started = clock()
     labelled = KNOWN_PATHS | set(spec.faults)
-    errors = ErrorBudget(spec.error_rate or 0.0)
+    behaviour = VersionBehaviour(spec, rng=rng or random.Random(), incident=ServiceIncident(clock))
     # Zero the series a request can produce before the first request does: Prometheus' rate()
     # ignores the jump from "no series" to 1, so a first error would otherwise go unseen.
     fault_codes = {str(f.status) for f in spec.faults.values()}
@@ -99,23 +119,23 @@ def create_app(
 
     async def respond(path: str) -> Response:
         fault = spec.faults.get(path)
+        delay = fault.latency_ms / 1000.0 if fault and fault.latency_ms is not None else behaviour.latency_s()
+        if delay:
+            await asyncio.sleep(delay)
         if fault is not None:
-            if fault.latency_ms is not None:
-                await asyncio.sleep(fault.latency_ms / 1000.0)
-            elif spec.latency_ms is not None:
-                await asyncio.sleep(spec.latency_ms.sample_seconds(rng))
             if fault.body is not None:
                 return PlainTextResponse(fault.body, status_code=fault.status)
             return JSONResponse(
                 {"service": service, "version": version, "path": path, "fault": True},
                 status_code=fault.status,
             )
-        if spec.latency_ms is not None:
-            await asyncio.sleep(spec.latency_ms.sample_seconds(rng))
         if path == "/api/health" and not is_ready():
             return JSONResponse({"status": "starting", "version": version}, status_code=503)
-        if spec.error_rate and errors.due():
+        status = behaviour.failure()
+        if status == 500:
             return JSONResponse({"error": "injected failure", "version": version}, status_code=500)
+        if status == 503:
+            return JSONResponse({"error": "incident", "version": version}, status_code=503)
         return JSONResponse({"service": service, "version": version, "path": path})
 
     async def user_path(request: Request) -> Response:
@@ -135,9 +155,24 @@ def create_app(
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    async def incident(request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                body = await request.json()
+                if not isinstance(body, dict):
+                    raise ValueError("request body must be a JSON object")
+                duration_s, error_rate = parse_incident_request(body)
+            except ValueError as err:  # also malformed JSON
+                return JSONResponse({"error": str(err)}, status_code=400)
+            behaviour.incident.apply(duration_s=duration_s, error_rate=error_rate)
+        elif request.method == "DELETE":
+            behaviour.incident.clear()
+        return JSONResponse({"incident": behaviour.incident.to_json(), "version": version})
+
     return Starlette(routes=[
         Route("/ready", ready),
         Route("/metrics", metrics_endpoint),
+        Route(INCIDENT_PATH, incident, methods=["GET", "PUT", "DELETE"]),
         Route("/", user_path, methods=USER_METHODS),
         Route("/api/{rest:path}", user_path, methods=USER_METHODS),
     ])
@@ -170,6 +205,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--catalog", type=Path, default=None)
     parser.add_argument("--service", default=None)
+    add_seed_argument(parser)
     args = parser.parse_args(argv)
 
     catalog = load_catalog(args.catalog)
@@ -179,7 +215,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return CRASH_EXIT_CODE
     if spec.crash_after_s is not None:
         schedule_crash(spec.crash_after_s, args.version)
-    app = create_app(spec, version=args.version, service=args.service or catalog.service)
+    app = create_app(spec, version=args.version, service=args.service or catalog.service,
+                     rng=random.Random(args.seed))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
     return 0
 

@@ -6,6 +6,13 @@ load generator, all as real processes on 127.0.0.1 inside one work directory.
 Everything is torn down on exit, including when the with-block raises or is
 interrupted, so test runs never leak processes or ports; nor temporary
 directories: a work directory the stack made itself is removed on exit.
+
+``seed`` makes the random draws of the stack's own processes (routing, errors,
+latencies, arrivals) repeatable: the controller and the load generator each get
+a stream derived from it, and the controller derives one per service process.
+Each process then draws the same sequence every run; which request meets which
+draw still depends on timing (concurrent requests, probes), so a run repeats
+its statistics exactly only where the order of requests is fixed.
 """
 
 from __future__ import annotations
@@ -14,13 +21,15 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 import yaml
 
 from canaryflow.local import procs
 from canaryflow.local.catalog import resolve_catalog_path
+from canaryflow.local.seeds import derive_seed, seed_flag
+from canaryflow.local.services import PlannedService, ServicePlan, check_service_names, write_plans
 
 READY_TIMEOUT_S = 30.0
 
@@ -74,13 +83,29 @@ def _scraping_every_job(response) -> bool:
 
 
 class LocalStack:
-    """Run the local platform for the duration of a ``with`` block."""
+    """Run the local platform for the duration of a ``with`` block.
+
+    One service (``service``, ``stable``, ``catalog``, ``rps``) or several: ``services`` maps each
+    name to its :class:`ServicePlan` and replaces those four. ``service``/``stable`` then name the
+    first service, ``rps`` the load of all of them together.
+    """
 
     def __init__(self, *, service: str = "checkout", stable: str = "v1",
                  catalog: str | Path | None = None, rps: float = 100,
+                 services: Mapping[str, ServicePlan] | None = None,
                  scrape_interval: str = "1s", workdir: str | Path | None = None,
                  load_duration: float = 900, rule_files: Sequence[str | Path] = (),
-                 alertmanager_url: str | None = None) -> None:
+                 alertmanager_url: str | None = None, seed: int | None = None) -> None:
+        if services is not None:
+            check_service_names(list(services))
+            self.plans = {name: plan if isinstance(plan, ServicePlan) else ServicePlan.model_validate(plan)
+                          for name, plan in services.items()}
+            service = next(iter(self.plans))
+            stable, catalog = self.plans[service].stable, self.plans[service].catalog
+            rps = sum(p.rps for p in self.plans.values())
+        else:
+            self.plans = {service: ServicePlan(stable=stable, rps=rps, catalog=catalog)}
+        self._single = services is None
         self.service = service
         self.stable = stable
         self.catalog = resolve_catalog_path(catalog)
@@ -89,6 +114,7 @@ class LocalStack:
         self.load_duration = load_duration
         self.rule_files = list(rule_files)
         self.alertmanager_url = alertmanager_url
+        self.seed = seed
         self._workdir_arg = workdir
         self.workdir: Optional[Path] = None
         self._owns_workdir = False  # True when start() made a temporary one, which close() removes
@@ -131,11 +157,10 @@ class LocalStack:
         targets = self.workdir / "targets.json"
         self.controller_url = f"http://127.0.0.1:{ctl_port}"
         self._start("controller", procs.python_module(
-            "canaryflow.local.controller", "--service", self.service, "--stable", self.stable,
-            "--port", ctl_port, "--catalog", self.catalog, "--targets-file", targets,
-            "--slot-ports", f"{procs.free_port()},{procs.free_port()}",
-            "--log-dir", self.workdir / "services"), self.controller_url + "/-/healthz",
-            env=procs.python_env())
+            "canaryflow.local.controller", *self._controller_services(),
+            "--port", ctl_port, "--targets-file", targets,
+            "--log-dir", self.workdir / "services", *seed_flag(derive_seed(self.seed, "controller"))),
+            self.controller_url + "/-/healthz", env=procs.python_env())
 
         config = prometheus_config(scrape_interval=self.scrape_interval,
                                    pushgateway=f"127.0.0.1:{pg_port}", targets_file=targets,
@@ -145,11 +170,31 @@ class LocalStack:
         self.prometheus_url = f"http://127.0.0.1:{self._prometheus_port}"
         self.start_prometheus()
 
-        if self.rps and self.rps > 0:
+        load = self._load_flags()
+        if load:
             self.processes["loadgen"] = procs.spawn(procs.python_module(
-                "canaryflow.local.loadgen", "--url", self.controller_url, "--rps", self.rps,
-                "--duration", self.load_duration), log_path=self.workdir / "loadgen.log",
-                env=procs.python_env())
+                "canaryflow.local.loadgen", "--url", self.controller_url, *load,
+                "--duration", self.load_duration, *seed_flag(derive_seed(self.seed, "loadgen"))),
+                log_path=self.workdir / "loadgen.log", env=procs.python_env())
+
+    def _controller_services(self) -> list:
+        """The controller's flags for the services: the one-service flags, or a services file."""
+        if self._single:
+            return ["--service", self.service, "--stable", self.stable, "--catalog", self.catalog,
+                    "--slot-ports", f"{procs.free_port()},{procs.free_port()}"]
+        path = self.workdir / "services.json"
+        write_plans(path, [PlannedService(service=name, stable=plan.stable,
+                                          catalog=resolve_catalog_path(plan.catalog),
+                                          slot_ports=(procs.free_port(), procs.free_port()))
+                           for name, plan in self.plans.items()])
+        return ["--services-file", path]
+
+    def _load_flags(self) -> list:
+        """One rate for the only service, or a ``--target NAME=RPS`` per loaded service."""
+        if self._single:
+            return ["--rps", self.rps] if self.rps and self.rps > 0 else []
+        return [flag for name, plan in self.plans.items() if plan.rps > 0
+                for flag in ("--target", f"{name}={plan.rps:g}")]
 
     def _start(self, name: str, args: list, ready_url: str, env=None) -> None:
         proc = procs.spawn([str(a) for a in args], log_path=self.workdir / f"{name}.log", env=env)
@@ -181,6 +226,10 @@ class LocalStack:
         # its 5 s update cycle. Wait for them, or the first seconds of a release see no data.
         procs.wait_http(self.prometheus_url + "/api/v1/targets", READY_TIMEOUT_S, ok=_scraping_every_job,
                         proc=self.processes["prometheus"], interval=0.25)
+
+    @property
+    def services(self) -> list[str]:
+        return list(self.plans)
 
     def settings_env(self) -> dict[str, str]:
         """The ``CANARYFLOW_*`` settings that point releases at this stack."""

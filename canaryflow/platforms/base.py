@@ -13,6 +13,10 @@ from typing import Protocol, runtime_checkable
 @runtime_checkable
 class Platform(Protocol):
     name: str
+    #: What happens to users when ``rollback`` itself failed, in one honest sentence for the run
+    #: log ("the traffic lease returns users to stable within the lease"): not every platform has
+    #: a lease, and a person reading the log decides from this whether to act.
+    after_failed_rollback: str
 
     def stable_version(self) -> str | None:
         """The version serving users now, if any."""

@@ -10,11 +10,15 @@
   already runs the new version (a promotion was interrupted), it is first undone as
   ``kubectl rollout undo`` would, and waited for, before traffic moves back to it.
 
-Traffic leases: ``lease_seconds`` is accepted and ignored. Kubernetes has no object that reverts a
-weight by itself; crash safety comes from the flow's ``on_crashed``/``on_cancellation`` hook (which
-calls ``rollback``) and from rolling back by hand, which works from the cluster's own state (the
-original routing is kept in an annotation of the routing object, the total replicas and the
-version on the canary Deployment), so any later process can do it.
+Traffic leases: ``set_weight(..., lease_seconds=)`` writes the release's lease (flow run id,
+holder, RFC 3339 expiry: ``canaryflow.kube.lease``) onto the object carrying the split — the
+VirtualService / HTTPRoute, or the canary Deployment for the replicas router — in the same
+resourceVersion-guarded write as the weight, and renews it each round. A SIGKILLed worker runs no
+crash hook; ``canaryflow reconcile`` (the ``canary-reconcile`` deployment) then restores stable once
+the lease has expired and no live run holds it. If a renewal finds its lease gone, the reconciler
+took over: ``LeaseLost`` ends the release (an abort), the weight is not written again. Rolling back
+by hand works from the cluster's own state too (original routing in an annotation of the routing
+object, total replicas and version on the canary Deployment), so any later process can do it.
 """
 
 from __future__ import annotations
@@ -24,11 +28,15 @@ import re
 import string
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from canaryflow.errors import ConfigError, PlatformError, RolloutStuck
 from canaryflow.kube import routers
 from canaryflow.kube.client import MERGE_PATCH, STRATEGIC_MERGE_PATCH, KubeApi, KubeConflict, KubeNotFound, api_client
+from canaryflow.kube.lease import (
+    Holder, check_renewal, current_holder, new_lease, rfc3339, utcnow,
+)
 from canaryflow.kube.rollout import ProgressDeadlineExceeded, UndoRefused, undo_target
 from canaryflow.kube.routers._recorded import merge_patch_between
 from canaryflow.kube.target import KubernetesTarget
@@ -54,8 +62,15 @@ class KubernetesPlatform:
         self, api: KubeApi, *, service: str, version: str, target: KubernetesTarget,
         rollout_timeout: float = 300.0, poll_interval: float = 1.0, scale_timeout: float = 45.0,
         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+        environment: str | None = None, holder: Holder | None = None, now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.api = api
+        self.environment = environment
+        self._holder = holder
+        self._now = now
+        self._lease_seconds: float | None = None
+        #: Expiry of the lease this release wrote last (None: it holds none on the cluster).
+        self.lease_expires: datetime | None = None
         self.service = service
         self.version = version
         self.target = target
@@ -77,7 +92,8 @@ class KubernetesPlatform:
                                                           if k in ("retries", "backoff_base", "backoff_max",
                                                                    "conflict_retries", "request_timeout")})
         options.setdefault("rollout_timeout", spec.ready_timeout_seconds)
-        return cls(api, service=spec.service, version=spec.version, target=spec.kubernetes, **options)
+        return cls(api, service=spec.service, version=spec.version, target=spec.kubernetes,
+                   environment=spec.environment.value, **options)
 
     def _router(self) -> routers.TrafficRouter:
         t, service = self.target, self.service
@@ -183,10 +199,61 @@ class KubernetesPlatform:
                                    f'namespace "{self.namespace}")') from None
 
     def set_weight(self, weight: int, *, lease_seconds: float | None = None) -> None:
-        """Move ``weight`` percent of users to the canary. ``lease_seconds`` is ignored here (see the
-        module docstring: crash safety comes from the flow's crash hook and ``rollback``)."""
+        """Move ``weight`` percent of users to the canary, writing or renewing the traffic lease when
+        ``lease_seconds`` is given. Raises ``LeaseLost`` when the reconciler took the lease back."""
         with self.api.doing("set_weight"):
-            self.router.set_weight(weight)
+            self._write_weight(weight, lease_seconds)
+
+    # -- the lease ---------------------------------------------------------------------------------
+
+    @property
+    def holder(self) -> Holder:
+        if self._holder is None:
+            self._holder = current_holder()
+        return self._holder
+
+    def release_facts(self) -> dict[str, Any]:
+        """What the reconciler needs to roll back as this release would."""
+        return {"service": self.service, "version": self.version, "environment": self.environment,
+                "target": self.target.model_dump(mode="json", exclude_none=True)}
+
+    def _stamp(self, lease_seconds: float | None) -> Callable[[dict[str, str]], dict[str, str]] | None:
+        held = self.lease_expires is not None
+        if lease_seconds is None and not held:
+            return None
+        pending: list[datetime] = []
+
+        def stamp(annotations: dict[str, str]) -> dict[str, str]:
+            now = self._now()
+            check_renewal(annotations, mine=self.holder, held=held, now=now, operation=self.api.operation)
+            if lease_seconds is None:
+                return {}  # nothing to renew, but a lease taken back still stops the write
+            lease = new_lease(self.holder, lease_seconds, self.release_facts(), now=now)
+            pending[:] = [lease.expires]
+            return lease.annotations()
+
+        stamp.pending = pending  # type: ignore[attr-defined]
+        return stamp
+
+    def _write_weight(self, weight: int, lease_seconds: float | None) -> None:
+        stamp = self._stamp(lease_seconds)
+        self.router.set_weight(weight, lease=stamp)
+        if stamp is not None and stamp.pending:  # type: ignore[attr-defined]
+            self.lease_expires = stamp.pending[-1]  # type: ignore[attr-defined]
+            self._lease_seconds = lease_seconds
+
+    @property
+    def after_failed_rollback(self) -> str:
+        """What the run log says after a failed rollback (``Platform.after_failed_rollback``)."""
+        return self.lease_note()
+
+    def lease_note(self) -> str:
+        """What protects users if this process cannot roll back now (true for this platform)."""
+        if self.lease_expires is None:
+            return ("no traffic lease is on the cluster (no user traffic was moved by this run); "
+                    "run `canaryflow rollback` to remove the canary")
+        return (f"the traffic lease on the cluster expires at {rfc3339(self.lease_expires)}; "
+                "canary-reconcile then restores stable")
 
     def _wait_stable(self, what: str) -> None:
         try:
@@ -207,6 +274,9 @@ class KubernetesPlatform:
                                     f'namespace "{self.namespace}")', operation="promote")
             version = (canary["metadata"].get("annotations") or {}).get(VERSION_ANNOTATION) or self.version
             container = pick_container(canary, self.target.container, self.service)
+            if self.lease_expires is not None and self._lease_seconds:
+                # The promotion renews nothing while the stable Deployment rolls out: cover that wait.
+                self._write_weight(self.router.get_weight(), self._lease_seconds + self.rollout_timeout)
             total = self.workloads.total(self.target.total_replicas)
 
             def change(stable: dict[str, Any]) -> dict[str, Any] | None:
@@ -221,6 +291,7 @@ class KubernetesPlatform:
             self._wait_stable("promotion")
             self.router.restore()  # all traffic to stable, which now runs the new version
             self.api.delete_deployment(self.canary_name)
+            self.lease_expires = None
             log.info('promoted %s: deployment "%s" updated, canary deleted', version, self.stable_name)
 
     def _undo_stable(self) -> bool:
@@ -262,3 +333,4 @@ class KubernetesPlatform:
                 self.api.delete_deployment(self.canary_name)
                 raise
             self.api.delete_deployment(self.canary_name)
+            self.lease_expires = None

@@ -2,6 +2,8 @@
 
 The controller (``canaryflow.local.controller``) owns the processes and the weighted proxy, so a
 promoted version outlives the flow run that released it, just as a Deployment outlives kubectl.
+One controller can run several services; every call names this client's service in its path
+(``/-/services/<service>/...``), so a release can only ever touch its own service.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from canaryflow.errors import PlatformError, RolloutStuck
 
 class LocalPlatform:
     name = "local"
+    after_failed_rollback = ("the controller's traffic lease returns users to stable when it expires; "
+                             "the canary process stays until `canaryflow rollback` succeeds")
 
     def __init__(
         self, controller_url: str, *, service: str, transport: httpx.BaseTransport | None = None,
@@ -24,7 +28,8 @@ class LocalPlatform:
         self.controller_url = controller_url.rstrip("/")
         self.service = service
         self._poll = poll_interval
-        self._client = httpx.Client(base_url=self.controller_url + "/-/", timeout=10, transport=transport)
+        self._client = httpx.Client(base_url=f"{self.controller_url}/-/services/{service}/", timeout=10,
+                                    transport=transport)
 
     def close(self) -> None:
         self._client.close()

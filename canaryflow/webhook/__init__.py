@@ -19,9 +19,12 @@ DEFAULT_PORT = 8088
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, config: WebhookConfig | None = None,
           log_level: str = "info") -> None:
-    """Run the receiver until interrupted. Secrets and the base spec are resolved before the port
-    opens, so a misconfiguration fails at startup (:class:`canaryflow.errors.ConfigError`)."""
+    """Run the receiver until interrupted, with the connection limits of
+    :mod:`canaryflow.webhook.server`. Secrets and the base spec are resolved before the port opens,
+    so a misconfiguration fails at startup (:class:`canaryflow.errors.ConfigError`)."""
     import uvicorn
+
+    from canaryflow.webhook.server import uvicorn_config
 
     config = config or WebhookConfig()
     logger = logging.getLogger("canaryflow.webhook")
@@ -31,6 +34,4 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, config: Webhook
         logger.addHandler(handler)
         logger.setLevel(log_level.upper())
     app = create_app(config)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
-                proxy_headers=config.trusted_proxies is not None,
-                forwarded_allow_ips=config.trusted_proxies, timeout_keep_alive=5)
+    uvicorn.Server(uvicorn_config(app, config=config, host=host, port=port, log_level=log_level)).run()

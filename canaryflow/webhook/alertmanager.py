@@ -26,12 +26,16 @@ from typing import Any
 
 from canaryflow.spec import NAME_PATTERN, Environment
 from canaryflow.webhook.mapping import UnmappablePayload
+from canaryflow.webhook.payload import quoted
 
 FINGERPRINT = re.compile(r"^[0-9a-fA-F]{1,64}$")
 #: RFC 3339 as Alertmanager writes it (Go's time format): digits, separators, zone.
 STARTS_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T[0-9:.]{5,30}(Z|[+-]\d{2}:\d{2})$")
 SERVICE = re.compile(NAME_PATTERN)
 MAX_DETAIL = 500
+#: Alerts one notification may carry: each costs a release lookup and a run start (Alertmanager's
+#: ``max_alerts`` in webhook_config truncates a group to fit).
+DEFAULT_MAX_ALERTS = 100
 
 
 @dataclass(frozen=True)
@@ -98,18 +102,18 @@ def map_alert(alert: Any, *, allowed: Iterable[str]) -> RollbackRequest | Ignore
 
     status = alert.get("status")
     if status != "firing":
-        return ignored(f"status {status!r} (only firing alerts start a rollback)")
+        return ignored(f"status {quoted(status)} (only firing alerts start a rollback)")
     if alertname is None:
         return ignored("no alertname label")
     if alertname not in set(allowed):
-        return ignored(f"alert {alertname!r} is not in the rollback allow-list")
+        return ignored(f"alert {quoted(alertname)} is not in the rollback allow-list")
     service, environment = labels.get("service"), labels.get("environment")
     if service is None or environment is None:
         missing = [name for name, value in (("service", service), ("environment", environment)) if value is None]
         return ignored(f"no {' and no '.join(missing)} label")
     if not isinstance(service, str) or not SERVICE.match(service) or len(service) > 63:
         return ignored("service label is not a service name")
-    if environment not in {e.value for e in Environment}:
+    if not isinstance(environment, str) or environment not in {e.value for e in Environment}:
         return ignored(f"environment label must be one of {sorted(e.value for e in Environment)}")
     starts_at = alert.get("startsAt")
     if not isinstance(starts_at, str) or not STARTS_AT.match(starts_at):
@@ -119,12 +123,17 @@ def map_alert(alert: Any, *, allowed: Iterable[str]) -> RollbackRequest | Ignore
                            detail=_detail(alertname, alert.get("annotations")))
 
 
-def map_alerts(payload: dict[str, Any], *, allowed: Iterable[str]) -> list[RollbackRequest | IgnoredAlert]:
+def map_alerts(payload: dict[str, Any], *, allowed: Iterable[str],
+               max_alerts: int = DEFAULT_MAX_ALERTS) -> list[RollbackRequest | IgnoredAlert]:
     """Every alert of the notification, mapped; raises :class:`UnmappablePayload` without an
-    ``alerts`` list. Two alerts with one idempotency key (a sender repeating itself) map once."""
+    ``alerts`` list or with more than ``max_alerts``. Two alerts with one idempotency key (a sender
+    repeating itself) map once."""
     alerts = payload.get("alerts")
     if not isinstance(alerts, list):
         raise UnmappablePayload("payload has no alerts list", fields=("alerts",))
+    if len(alerts) > max_alerts:
+        raise UnmappablePayload(f"{len(alerts)} alerts in one notification, at most {max_alerts} are taken "
+                                "(set max_alerts in Alertmanager's webhook_config)", fields=("alerts",))
     allowed = frozenset(allowed)
     mapped: list[RollbackRequest | IgnoredAlert] = []
     keys: set[str] = set()

@@ -3,16 +3,26 @@
 Every hook request goes through the same gates, cheapest first, so an unauthenticated caller
 costs as little as possible and learns nothing about the configuration:
 
+0. request head over the cap                                   -> 431
 1. rate limit per source (route + client address)             -> 429 + Retry-After
 2. declared body size over the cap                             -> 413 (body never read)
 3. signature headers absent                                    -> 401 "signature missing"
-4. body read in chunks, counted, aborted over the cap          -> 413
+4. body read in chunks, counted, aborted over the cap          -> 413; not all in within the
+   body deadline                                               -> 408 (connection closed)
 5. signature / token / timestamp window wrong, source disabled -> 401 "signature invalid"
-6. delivery id malformed, body not a JSON object               -> 400
+6. delivery id malformed; body not a strict JSON object (too   -> 400
+   deep, NaN/Infinity, out-of-range numbers, lone surrogates)
 7. event not allowed, or allowed but not a release             -> 202 {"ignored": ...}
-8. payload unmappable or not a valid release spec              -> 422 {"fields": [...]}
-9. start the run with idempotency key "<source>:<delivery>"    -> 202 new / 200 duplicate
+8. payload unmappable (a field missing or of the wrong type,   -> 422 {"fields": [...]}
+   image not an OCI reference) or not a valid release spec
+9. start the run with idempotency key "<source>:<digest of the -> 202 new / 200 duplicate
+   signed material>" (:mod:`canaryflow.webhook.replay`)
    (no such deployment: 422; orchestrator unreachable or slow: 503 + Retry-After)
+
+Everything a delivery could make fail is checked before step 9, and every answer is JSON with
+non-ASCII text escaped, so a run is never created for a request that then is not answered 2xx
+(a failed answer makes CI retry). Nothing a signed payload holds can raise past the gates: a 500
+means a bug in the receiver.
 
 ``/hooks/alertmanager`` passes the same gates (authentication: ``Authorization: Bearer <token>``),
 then starts one rollback run per firing, allow-listed alert of a released service (see
@@ -29,6 +39,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Mapping
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,13 +59,14 @@ from canaryflow.webhook.config import SOURCES, WebhookConfig, WebhookSecrets, re
 from canaryflow.webhook.mapping import (ReleaseRequest, Ignored, build_spec, map_generic, map_github,
                                         map_gitlab)
 from canaryflow.webhook.ratelimit import TokenBucketLimiter
-from canaryflow.webhook.replay import ReplayGuard
+from canaryflow.webhook.payload import PayloadRefused, parse_object
+from canaryflow.webhook.replay import Reservations, signed_key
 from canaryflow.webhook.starter import (DeploymentNotFound, PrefectRunStarter, ReleaseLookup, RunRejected,
                                         RunStarter, StartedRun, StarterUnavailable, StartRequest)
 
 log = logging.getLogger("canaryflow.webhook")
 
-DELIVERY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+DELIVERY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 DELIVERY_HEADERS = {
     "github": ("x-github-delivery",),
     "gitlab": ("idempotency-key", "x-gitlab-event-uuid"),
@@ -70,8 +82,17 @@ SIGNATURE_HEADERS = {
 RETRY_LATER_SECONDS = 5
 
 
-def _error(status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": message, **extra}, status_code=status, headers=headers)
+class Answer(JSONResponse):
+    """JSON with every non-ASCII character escaped: text a payload supplied (a field name, an
+    event, an alert name) is echoed as ``\\uXXXX`` and can never fail to encode. NaN never gets
+    this far (the parser refuses it); ``allow_nan=False`` keeps the answer standard JSON."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _error(status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any) -> Answer:
+    return Answer({"error": message, **extra}, status_code=status, headers=headers)
 
 
 class _Reject(Exception):
@@ -83,7 +104,7 @@ class _Reject(Exception):
 @dataclass
 class _Verified:
     body: bytes
-    replay_material: bytes
+    signed: bytes  # the bytes the signature or token vouches for: what the idempotency key is made of
 
 
 class Receiver:
@@ -97,10 +118,17 @@ class Receiver:
         self.base_spec = base_spec
         self.clock = clock
         self.limiter = TokenBucketLimiter(config.rate_limit_per_second, config.rate_limit_burst)
-        self.replays = ReplayGuard(config.replay_cache_seconds)
-        self._locks: dict[str, list[Any]] = {}  # idempotency key -> [lock, users]
+        self.reservations = Reservations()
 
     # --- gates -------------------------------------------------------------------------------------
+
+    def _head_size(self, request: Request) -> None:
+        """h11 caps a head that arrives in pieces; one that arrives whole in a single read is
+        measured here."""
+        size = sum(len(name) + len(value) + 4 for name, value in request.scope["headers"])
+        if size > self.config.max_header_bytes:
+            raise _Reject(_error(431, f"request head larger than {self.config.max_header_bytes} bytes",
+                                 headers={"Connection": "close"}), f"head of {size} bytes over the cap")
 
     def _rate_limit(self, source: str, client: str) -> None:
         wait = self.limiter.acquire(f"{source}|{client}")
@@ -118,21 +146,28 @@ class Receiver:
         if int(declared) > self.config.max_body_bytes:
             raise _Reject(self._too_large(), f"declared body of {int(declared)} bytes over the cap")
 
-    def _too_large(self) -> JSONResponse:
+    def _too_large(self) -> Answer:
         # The rest of the body stays unread: close the connection rather than reuse a dirty stream.
         return _error(413, f"body larger than {self.config.max_body_bytes} bytes",
                       headers={"Connection": "close"})
 
     async def _read_body(self, request: Request) -> bytes:
+        """Counted and timed: a client that trickles (or never sends) its body is cut off at the
+        deadline instead of holding the connection; the unread rest closes the connection."""
         cap, size, chunks = self.config.max_body_bytes, 0, []
+        deadline = self.config.body_timeout_seconds
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > cap:
-                    raise _Reject(self._too_large(), f"streamed body over the cap of {cap} bytes")
-                chunks.append(chunk)
+            async with asyncio.timeout(deadline):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > cap:
+                        raise _Reject(self._too_large(), f"streamed body over the cap of {cap} bytes")
+                    chunks.append(chunk)
         except ClientDisconnect:
             raise _Reject(_error(400, "client disconnected"), "client disconnected") from None
+        except TimeoutError:
+            raise _Reject(_error(408, f"body not received within {deadline:g} s", headers={"Connection": "close"}),
+                          f"body read deadline ({size} bytes in {deadline:g} s)") from None
         return b"".join(chunks)
 
     def _headers_present(self, source: str, request: Request) -> None:
@@ -140,51 +175,54 @@ class Receiver:
             raise _Reject(_error(401, signatures.Outcome.MISSING.value), "signature headers missing")
 
     def _verify(self, source: str, request: Request, body: bytes) -> _Verified:
+        """The signed material is taken from what was verified, never from a header's spelling:
+        GitHub signs the body, the generic scheme ``"<timestamp>.<body>"``; GitLab's and
+        Alertmanager's tokens sign nothing, so the body is all a replay can reuse."""
         secret, headers = self.secrets.get(source), request.headers
+        signed = body
         if source == "github":
             check = signatures.verify_github(secret, headers.get("x-hub-signature-256"), body)
-            material = headers.get("x-hub-signature-256", "").strip().lower().encode()
         elif source == "gitlab":
             check = signatures.verify_gitlab(secret, headers.get("x-gitlab-token"))
-            material = body
         elif source == "alertmanager":
             check = signatures.verify_bearer(secret, headers.get("authorization"))
-            material = body
         else:
+            timestamp = headers.get("x-canaryflow-timestamp")
             check = signatures.verify_generic(
-                secret, headers.get("x-canaryflow-timestamp"), headers.get("x-canaryflow-signature"), body,
+                secret, timestamp, headers.get("x-canaryflow-signature"), body,
                 now=self.clock(), tolerance=self.config.timestamp_tolerance_seconds)
-            material = headers.get("x-canaryflow-signature", "").strip().lower().encode()
+            if check.ok:
+                signed = signatures.generic_message(str(timestamp), body)
         if not check.ok:
             raise _Reject(_error(401, check.outcome.value), check.reason)
-        return _Verified(body=body, replay_material=material)
+        return _Verified(body=body, signed=signed)
 
     def _delivery(self, source: str, request: Request, verified: _Verified) -> str:
+        """The sender's name for the delivery, for the answer and the log; unsigned, so it never
+        decides whether a run is new."""
         for name in DELIVERY_HEADERS[source]:
             value = request.headers.get(name)
             if value:
-                if not DELIVERY_PATTERN.match(value):
+                if not DELIVERY_PATTERN.fullmatch(value):
                     raise _Reject(_error(400, f"invalid delivery id in {name} (1-128 of [A-Za-z0-9._:-])"),
                                   "invalid delivery id")
                 return value
-        # No delivery header: the signed material identifies the request, so a resend still dedupes.
-        return "sha256-" + ReplayGuard.fingerprint(source, verified.replay_material)[:32]
+        return signed_key(source, verified.signed).partition(":")[2]
 
-    @staticmethod
-    def _payload(source: str, request: Request, body: bytes) -> dict[str, Any]:
-        """JSON whatever the Content-Type says (curl's default is form-encoded); GitHub's optional
-        form-encoded delivery (``payload=<json>``) is unwrapped on the GitHub route."""
+    def _payload(self, source: str, request: Request, body: bytes) -> dict[str, Any]:
+        """Strict JSON whatever the Content-Type says (curl's default is form-encoded); GitHub's
+        optional form-encoded delivery (``payload=<json>``) is unwrapped on the GitHub route."""
         try:
             text = body.decode("utf-8")
             form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
             if source == "github" and form and text.startswith("payload="):
                 text = parse_qs(text, strict_parsing=True)["payload"][0]
-            payload = json.loads(text)
         except (UnicodeDecodeError, ValueError, KeyError):
             raise _Reject(_error(400, "body is not valid JSON"), "malformed JSON") from None
-        if not isinstance(payload, dict):
-            raise _Reject(_error(400, "body must be a JSON object"), "JSON body is not an object")
-        return payload
+        try:
+            return parse_object(text, max_depth=self.config.max_json_depth)
+        except PayloadRefused as exc:
+            raise _Reject(_error(400, str(exc)), f"body refused: {exc}") from None
 
     def _map(self, source: str, request: Request, payload: dict[str, Any]) -> ReleaseRequest | Ignored | None:
         """None means: answered without a release (GitHub ping)."""
@@ -213,6 +251,7 @@ class Receiver:
     async def handle(self, source: str, request: Request) -> Response:
         client = request.client.host if request.client else "unknown"
         try:
+            self._head_size(request)
             self._rate_limit(source, client)
             self._declared_size(request)
             self._headers_present(source, request)
@@ -224,15 +263,15 @@ class Receiver:
             try:
                 mapped = self._map(source, request, payload)
                 if mapped is None:
-                    return JSONResponse({"pong": True}, status_code=200)
+                    return Answer({"pong": True}, status_code=200)
                 if isinstance(mapped, Ignored):
                     log.info("%s delivery %s ignored: %s", source, delivery, mapped.reason)
-                    return JSONResponse({"ignored": mapped.reason, "delivery": delivery}, status_code=202)
+                    return Answer({"ignored": mapped.reason, "delivery": delivery}, status_code=202)
                 spec = build_spec(mapped, self.base_spec)
             except ConfigError as exc:
                 raise _Reject(_error(422, str(exc), fields=list(exc.fields)),
                               f"unmappable payload ({', '.join(exc.fields)})") from None
-            return await self._start(source, delivery, verified, mapped, spec)
+            return await self._start(source, delivery, signed_key(source, verified.signed), mapped, spec)
         except _Reject as rejected:
             log.warning("%s webhook from %s answered %s: %s", source, client,
                         rejected.response.status_code, rejected.log_reason)
@@ -245,17 +284,10 @@ class Receiver:
                        str(exc) or "Prefect API too slow")
 
     async def _start_serialized(self, start: StartRequest) -> StartedRun:
-        """Concurrent requests with one idempotency key reach the orchestrator one at a time."""
-        key = start.idempotency_key
-        entry = self._locks.setdefault(key, [asyncio.Lock(), 0])
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                return await asyncio.wait_for(self.starter.start(start), self.config.start_timeout_seconds)
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                self._locks.pop(key, None)
+        """Concurrent requests with one idempotency key reach the orchestrator one at a time; the
+        key is reserved before the run is created, so a copy waits for the first and then finds it."""
+        async with self.reservations.hold(start.idempotency_key):
+            return await asyncio.wait_for(self.starter.start(start), self.config.start_timeout_seconds)
 
     # --- Alertmanager: firing alerts roll services back ---------------------------------------------
 
@@ -278,7 +310,7 @@ class Receiver:
 
     async def _rollbacks(self, delivery: str, payload: dict[str, Any]) -> Response:
         try:
-            mapped = map_alerts(payload, allowed=self.config.rollback_alerts)
+            mapped = map_alerts(payload, allowed=self.config.rollback_alerts, max_alerts=self.config.max_alerts)
         except ConfigError as exc:
             raise _Reject(_error(422, str(exc), fields=list(exc.fields)), "unmappable Alertmanager payload") from None
         ignored = [item.as_dict() for item in mapped if isinstance(item, IgnoredAlert)]
@@ -317,15 +349,11 @@ class Receiver:
             log.info("alertmanager delivery %s: %d alert(s) ignored", delivery, len(ignored))
         if unreleased:
             log.warning("alertmanager delivery %s: no release on record for %s", delivery, ", ".join(unreleased))
-            return JSONResponse({"error": f"no release on record for {', '.join(unreleased)}",
-                                 "fields": ["labels.service"], **body}, status_code=422)
+            return _error(422, f"no release on record for {', '.join(unreleased)}", fields=["labels.service"], **body)
         new = any(not run["duplicate"] for run in runs)
-        return JSONResponse(body, status_code=200 if runs and not new else 202)
+        return Answer(body, status_code=200 if runs and not new else 202)
 
-    async def _start(self, source: str, delivery: str, verified: _Verified, mapped: ReleaseRequest,
-                     spec: Any) -> Response:
-        fingerprint = ReplayGuard.fingerprint(source, verified.replay_material)
-        key = self.replays.key_for(fingerprint) or f"{source}:{delivery}"
+    async def _start(self, source: str, delivery: str, key: str, mapped: ReleaseRequest, spec: Any) -> Response:
         deployment = self.config.deployment_name(environment=spec.environment.value, service=spec.service)
         start = StartRequest(
             deployment=deployment, parameters={"spec": spec.model_dump(mode="json")}, idempotency_key=key,
@@ -341,11 +369,10 @@ class Receiver:
             raise _Reject(_error(422, str(exc), fields=["spec"]), "run parameters refused") from None
         except (StarterUnavailable, asyncio.TimeoutError) as exc:
             raise self._unavailable(exc) from None
-        self.replays.remember(fingerprint, key)
         log.info("%s delivery %s: %s flow run %s (%s) for %s %s -> %s", source, delivery,
                  "existing" if started.duplicate else "started", started.flow_run_id, started.flow_run_name,
                  spec.service, spec.version, spec.environment.value)
-        return JSONResponse({
+        return Answer({
             "flow_run_id": started.flow_run_id, "flow_run_name": started.flow_run_name,
             "ui_url": started.ui_url, "duplicate": started.duplicate, "delivery": delivery,
             "idempotency_key": key, "deployment": deployment, "service": spec.service,
@@ -353,17 +380,17 @@ class Receiver:
         }, status_code=200 if started.duplicate else 202)
 
 
-async def _not_found(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": "not found"}, status_code=404)
+async def _not_found(request: Request, exc: HTTPException) -> Answer:
+    return _error(404, "not found")
 
 
-async def _not_allowed(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"error": "method not allowed"}, status_code=405, headers=exc.headers)
+async def _not_allowed(request: Request, exc: HTTPException) -> Answer:
+    return _error(405, "method not allowed", headers=exc.headers)
 
 
-async def _internal(request: Request, exc: Exception) -> JSONResponse:
+async def _internal(request: Request, exc: Exception) -> Answer:
     log.error("unexpected %s while handling %s", type(exc).__name__, request.url.path)
-    return JSONResponse({"error": "internal error"}, status_code=500)
+    return _error(500, "internal error")
 
 
 def create_app(config: WebhookConfig | None = None, *, starter: RunStarter | None = None,
@@ -391,7 +418,7 @@ def create_app(config: WebhookConfig | None = None, *, starter: RunStarter | Non
         return hook
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return Answer({"status": "ok"})
 
     routes = [Route(f"/hooks/{source}", endpoint(source), methods=["POST"]) for source in SOURCES]
     routes.append(Route("/healthz", healthz, methods=["GET"]))

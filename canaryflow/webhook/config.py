@@ -21,6 +21,8 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from canaryflow.errors import ConfigError
+from canaryflow.webhook.alertmanager import DEFAULT_MAX_ALERTS
+from canaryflow.webhook.payload import DEFAULT_MAX_DEPTH
 
 log = logging.getLogger("canaryflow.webhook")
 
@@ -52,31 +54,47 @@ def _split(value: Any) -> Any:
 
 
 class WebhookConfig(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CANARYFLOW_WEBHOOK_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CANARYFLOW_WEBHOOK_", extra="ignore", allow_inf_nan=False)
 
-    github_secret: SecretStr | None = None
-    gitlab_token: SecretStr | None = None
-    generic_secret: SecretStr | None = None
+    github_secret: SecretStr | None = Field(default=None,
+                                            description="GitHub webhook secret; unset: the route is disabled")
+    gitlab_token: SecretStr | None = Field(default=None,
+                                           description="GitLab secret token; unset: the route is disabled")
+    generic_secret: SecretStr | None = Field(default=None,
+                                             description="Generic route's HMAC secret; unset: the route is disabled")
     github_secret_block: str | None = Field(default=None, description="Prefect Secret block name")
-    gitlab_token_block: str | None = None
-    generic_secret_block: str | None = None
+    gitlab_token_block: str | None = Field(default=None, description="Prefect Secret block name")
+    generic_secret_block: str | None = Field(default=None, description="Prefect Secret block name")
     alertmanager_token: SecretStr | None = Field(default=None, description="Alertmanager's bearer credentials")
-    alertmanager_token_block: str | None = None
+    alertmanager_token_block: str | None = Field(default=None, description="Prefect Secret block name")
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="larger bodies answer 413")
+    max_json_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=2, le=256,
+                                description="deeper bodies answer 400")
+    max_alerts: int = Field(default=DEFAULT_MAX_ALERTS, ge=1, description="alerts per Alertmanager notification")
     rate_limit_per_second: float = Field(default=10.0, ge=0, description="0 disables the limit")
-    rate_limit_burst: int = Field(default=20, ge=0)
+    rate_limit_burst: int = Field(default=20, ge=0, description="token bucket size per route and client")
     timestamp_tolerance_seconds: int = Field(default=300, ge=1, description="generic route window")
-    replay_cache_seconds: int = Field(default=86400, ge=0,
-                                      description="how long a seen signature maps to its first delivery")
 
-    github_events: CommaList = Field(default_factory=lambda: list(DEFAULT_GITHUB_EVENTS))
+    # Slow or greedy clients (applied by serve(); see canaryflow.webhook.server).
+    body_timeout_seconds: float = Field(default=10.0, gt=0, description="whole body by then, else 408")
+    header_timeout_seconds: float = Field(default=10.0, gt=0,
+                                          description="request head by then, else the connection is closed")
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="request head size cap (431; 400 from h11 when it arrives in pieces)")
+    max_connections: int = Field(default=100, ge=1,
+                                 description="open connections before new requests answer 503 (uvicorn)")
+    keep_alive_seconds: int = Field(default=5, ge=1, description="idle time before a kept-alive connection closes")
+
+    github_events: CommaList = Field(default_factory=lambda: list(DEFAULT_GITHUB_EVENTS),
+                                     description="GitHub allow-list (`workflow_run` supported, opt-in)")
     github_workflows: CommaList = Field(default_factory=list,
                                         description="workflow_run: only these workflow names (empty: any)")
-    gitlab_events: CommaList = Field(default_factory=lambda: list(DEFAULT_GITLAB_EVENTS))
+    gitlab_events: CommaList = Field(default_factory=lambda: list(DEFAULT_GITLAB_EVENTS),
+                                     description="GitLab allow-list")
     allow_spec_overrides: bool = Field(default=True, description="accept `spec` overrides from payloads")
 
-    deployment_template: str = "canary-release/{environment}"
+    deployment_template: str = Field(default="canary-release/{environment}",
+                                     description="Prefect deployment per release ({environment}, {service})")
     rollback_alerts: CommaList = Field(default_factory=lambda: list(DEFAULT_ROLLBACK_ALERTS),
                                        description="alertnames whose firing starts a rollback")
     rollback_deployment: str = Field(default="canary-rollback/manual",

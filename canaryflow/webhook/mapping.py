@@ -2,8 +2,11 @@
 
 Each source maps its payload to a :class:`ReleaseRequest` (service, version, environment, image,
 spec overrides), or to :class:`Ignored` when the event is allowed but does not mean "release now"
-(a workflow that failed, a package that was deleted). Fields the payload cannot supply raise
-:class:`UnmappablePayload` naming them. :func:`build_spec` then merges
+(a workflow that failed, a package that was deleted). Fields the payload cannot supply, or
+supplies with the wrong JSON type (a ``deployment`` that is a string, ``variables`` that are a
+number), raise :class:`UnmappablePayload` naming them: a signed payload is still attacker-shaped
+input, and a field used unchecked once meant a 500. ``image`` must be an OCI reference on every
+route. :func:`build_spec` then merges
 ``base spec < payload spec overrides < service/version/environment`` and validates the result
 with the release spec itself, so a request is refused for exactly the reasons a CLI run would be.
 
@@ -24,15 +27,17 @@ Generic: a JSON object ``{service, version, environment?, image?, spec?}`` and n
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from canaryflow.errors import ConfigError
 from canaryflow.spec import ReleaseSpec, deep_merge, validate_spec
+from canaryflow.webhook.oci import is_image_reference
+from canaryflow.webhook.payload import PayloadRefused, kind, parse_json, quoted
 
 GENERIC_KEYS = frozenset({"service", "version", "environment", "image", "spec"})
 SHORT_SHA = 12
+GITLAB_VARIABLES = ("CANARYFLOW_SERVICE", "CANARYFLOW_VERSION", "CANARYFLOW_ENVIRONMENT", "CANARYFLOW_IMAGE")
 
 
 class UnmappablePayload(ConfigError):
@@ -46,7 +51,7 @@ class ReleaseRequest:
     service: Any
     version: Any
     environment: Any = None
-    image: str | None = None
+    image: str | None = None  # a checked OCI reference (see :func:`_image`)
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,6 +59,8 @@ class ReleaseRequest:
 class Ignored:
     reason: str
 
+
+# --- typed access: every payload field used is checked for its JSON type before it is used ----------
 
 def _dig(data: Any, path: str) -> Any:
     for key in path.split("."):
@@ -63,20 +70,56 @@ def _dig(data: Any, path: str) -> Any:
     return data
 
 
-def _need(data: Any, path: str, prefix: str = "") -> Any:
+def _wrong_type(where: str, expected: str, value: Any) -> UnmappablePayload:
+    return UnmappablePayload(f"{where} must be {expected}, not {kind(value)}", fields=(where,))
+
+
+def _missing(where: str) -> UnmappablePayload:
+    return UnmappablePayload(f"payload has no {where}", fields=(where,))
+
+
+def _text(data: Any, path: str, *, prefix: str = "", required: bool = True) -> str | None:
+    """A string field; absent or empty is None (or missing, when required)."""
     value = _dig(data, path)
-    if value in (None, ""):
-        raise UnmappablePayload(f"payload has no {prefix}{path}", fields=(f"{prefix}{path}",))
+    if value is None or value == "":
+        if required:
+            raise _missing(prefix + path)
+        return None
+    if not isinstance(value, str):
+        raise _wrong_type(prefix + path, "a string", value)
+    return value
+
+
+def _section(data: Any, path: str) -> dict[str, Any]:
+    """A required object."""
+    value = _dig(data, path)
+    if value is None:
+        raise _missing(path)
+    if not isinstance(value, dict):
+        raise _wrong_type(path, "an object", value)
+    return value
+
+
+def _image(value: Any, where: str) -> str | None:
+    """Checked on every route before anything starts: the answer echoes it."""
+    if value is None or value == "":
+        return None
+    if not is_image_reference(value):
+        shown = quoted(value) if isinstance(value, str) else kind(value)
+        raise UnmappablePayload(f"{where} must be an OCI image reference such as ghcr.io/acme/app:v1, "
+                                f"not {shown}", fields=(where,))
     return value
 
 
 def _repo_service(payload: dict[str, Any]) -> str:
-    return str(_need(payload, "repository.name")).lower()
+    return str(_text(payload, "repository.name")).lower()
 
 
 def _short(sha: Any, path: str) -> str:
-    if not isinstance(sha, str) or not sha:
-        raise UnmappablePayload(f"payload has no {path}", fields=(path,))
+    if sha is None or sha == "":
+        raise _missing(path)
+    if not isinstance(sha, str):
+        raise _wrong_type(path, "a string", sha)
     return sha[:SHORT_SHA]
 
 
@@ -92,101 +135,128 @@ def _overrides(value: Any, where: str, allow: bool) -> dict[str, Any]:
 
 # --- GitHub ----------------------------------------------------------------------------------------
 
+def _deployment_payload(custom: Any) -> dict[str, Any]:
+    """GitHub's deployment ``payload`` is any JSON, an object or a JSON string (the REST API takes
+    both); only an object carries our fields."""
+    if isinstance(custom, str):
+        try:
+            custom = parse_json(custom) if custom.strip() else {}
+        except PayloadRefused as exc:
+            raise UnmappablePayload(f"deployment.payload: {exc}", fields=("deployment.payload",)) from None
+    return custom if isinstance(custom, dict) else {}
+
+
 def map_github(event: str, payload: dict[str, Any], *, workflows: list[str] | tuple[str, ...] = (),
                allow_overrides: bool = True) -> ReleaseRequest | Ignored:
     action = payload.get("action")
     if event == "deployment":
-        deployment = _need(payload, "deployment")
-        custom = deployment.get("payload")
-        if isinstance(custom, str):  # the REST API accepts the payload as a JSON string too
-            try:
-                custom = json.loads(custom) if custom.strip() else {}
-            except json.JSONDecodeError:
-                raise UnmappablePayload("deployment.payload is not JSON", fields=("deployment.payload",)) from None
-        custom = custom if isinstance(custom, dict) else {}
+        deployment = _section(payload, "deployment")
+        custom = _deployment_payload(deployment.get("payload"))
+        where = "deployment.payload."
         return ReleaseRequest(
             source="github", event=event,
-            service=custom.get("service") or _repo_service(payload),
-            version=custom.get("version") or _short(deployment.get("sha"), "deployment.sha"),
-            environment=_need(payload, "deployment.environment"),
-            image=custom.get("image"),
-            overrides=_overrides(custom.get("spec"), "deployment.payload.spec", allow_overrides))
+            service=_text(custom, "service", prefix=where, required=False) or _repo_service(payload),
+            version=_text(custom, "version", prefix=where, required=False)
+            or _short(deployment.get("sha"), "deployment.sha"),
+            environment=_text(payload, "deployment.environment"),
+            image=_image(custom.get("image"), where + "image"),
+            overrides=_overrides(custom.get("spec"), where + "spec", allow_overrides))
     if event == "release":
         if action != "published":
-            return Ignored(f"release action {action!r} (only 'published' starts a release)")
+            return Ignored(f"release action {quoted(action)} (only 'published' starts a release)")
         return ReleaseRequest(source="github", event=event, service=_repo_service(payload),
-                              version=_need(payload, "release.tag_name"))
+                              version=_text(payload, "release.tag_name"))
     if event == "registry_package":
         if action != "published":
-            return Ignored(f"registry_package action {action!r} (only 'published' starts a release)")
-        package = _need(payload, "registry_package")
-        tag = _dig(package, "package_version.container_metadata.tag.name")
-        version = tag or _dig(package, "package_version.version")
-        if not tag and isinstance(version, str) and version.startswith("sha256:"):
+            return Ignored(f"registry_package action {quoted(action)} (only 'published' starts a release)")
+        package = _section(payload, "registry_package")
+        where = "registry_package.package_version."
+        tag = _text(package, "package_version.container_metadata.tag.name", prefix="registry_package.",
+                    required=False)
+        version = tag or _text(package, "package_version.version", prefix="registry_package.", required=False)
+        if not tag and version is not None and version.startswith("sha256:"):
             return Ignored("registry_package published without a tag (an untagged digest)")
         if not version:
-            raise UnmappablePayload("payload has no registry_package.package_version.version",
-                                    fields=("registry_package.package_version.version",))
+            raise _missing(where + "version")
         return ReleaseRequest(source="github", event=event,
-                              service=str(_need(payload, "registry_package.name")).lower(),
-                              version=version, image=_dig(package, "package_version.package_url") or None)
+                              service=str(_text(payload, "registry_package.name")).lower(), version=version,
+                              image=_image(_dig(package, "package_version.package_url"), where + "package_url"))
     if event == "workflow_run":
-        run = _need(payload, "workflow_run")
+        run = _section(payload, "workflow_run")
         if action != "completed" or run.get("conclusion") != "success":
-            return Ignored(f"workflow_run {action!r}/{run.get('conclusion')!r} "
+            return Ignored(f"workflow_run {quoted(action)}/{quoted(run.get('conclusion'))} "
                            "(only a completed, successful run starts a release)")
         if workflows and run.get("name") not in workflows:
-            return Ignored(f"workflow {run.get('name')!r} is not one of the configured workflows")
+            return Ignored(f"workflow {quoted(run.get('name'))} is not one of the configured workflows")
         return ReleaseRequest(source="github", event=event, service=_repo_service(payload),
                               version=_short(run.get("head_sha"), "workflow_run.head_sha"))
-    return Ignored(f"GitHub event {event!r} has no release mapping")
+    return Ignored(f"GitHub event {quoted(event)} has no release mapping")
 
 
 # --- GitLab ----------------------------------------------------------------------------------------
 
 def _project_service(payload: dict[str, Any]) -> str:
-    path = _dig(payload, "project.path_with_namespace") or _need(payload, "project.name")
+    path = _text(payload, "project.path_with_namespace", required=False) or _text(payload, "project.name")
     return str(path).rsplit("/", 1)[-1].lower()
+
+
+def _pipeline_variables(attributes: dict[str, Any]) -> dict[str, str]:
+    """The ``CANARYFLOW_*`` pipeline variables; GitLab sends ``[{"key": ..., "value": ...}]``."""
+    where = "object_attributes.variables"
+    variables = attributes.get("variables")
+    if variables is None:
+        return {}
+    if not isinstance(variables, list):
+        raise _wrong_type(where, "a list of {key, value} objects", variables)
+    found: dict[str, str] = {}
+    for variable in variables:
+        if not isinstance(variable, dict) or not isinstance(variable.get("key"), str):
+            raise UnmappablePayload(f"{where} must be a list of {{key, value}} objects with string keys",
+                                    fields=(where,))
+        if variable["key"] in GITLAB_VARIABLES:
+            value = _text(variable, "value", prefix=f"{where}.{variable['key']}.", required=False)
+            if value is not None:
+                found[variable["key"]] = value
+    return found
 
 
 def map_gitlab(event: str, payload: dict[str, Any]) -> ReleaseRequest | Ignored:
     if event == "Pipeline Hook":
-        attributes = _need(payload, "object_attributes")
+        attributes = _section(payload, "object_attributes")
         status = attributes.get("status")
         if status != "success":
-            return Ignored(f"pipeline status {status!r} (only 'success' starts a release)")
-        variables = {v.get("key"): v.get("value") for v in attributes.get("variables") or []
-                     if isinstance(v, dict)}
-        version = attributes.get("ref") if attributes.get("tag") else None
+            return Ignored(f"pipeline status {quoted(status)} (only 'success' starts a release)")
+        variables = _pipeline_variables(attributes)
+        tagged = attributes.get("tag") is True
+        version = _text(attributes, "ref", prefix="object_attributes.", required=False) if tagged else None
         return ReleaseRequest(
             source="gitlab", event=event,
             service=variables.get("CANARYFLOW_SERVICE") or _project_service(payload),
             version=variables.get("CANARYFLOW_VERSION") or version
             or _short(attributes.get("sha"), "object_attributes.sha"),
             environment=variables.get("CANARYFLOW_ENVIRONMENT"),
-            image=variables.get("CANARYFLOW_IMAGE"))
+            image=_image(variables.get("CANARYFLOW_IMAGE"), "object_attributes.variables.CANARYFLOW_IMAGE"))
     if event == "Deployment Hook":
         status = payload.get("status")
         if status != "success":
-            return Ignored(f"deployment status {status!r} (only 'success' starts a release)")
+            return Ignored(f"deployment status {quoted(status)} (only 'success' starts a release)")
         return ReleaseRequest(source="gitlab", event=event, service=_project_service(payload),
-                              version=_need(payload, "short_sha"), environment=_need(payload, "environment"))
-    return Ignored(f"GitLab event {event!r} has no release mapping")
+                              version=_text(payload, "short_sha"), environment=_text(payload, "environment"))
+    return Ignored(f"GitLab event {quoted(event)} has no release mapping")
 
 
 # --- Generic ---------------------------------------------------------------------------------------
 
 def map_generic(payload: dict[str, Any], *, allow_overrides: bool = True) -> ReleaseRequest:
+    """service, version and environment go to the release spec as given: it names a wrong one."""
     unknown = sorted(set(payload) - GENERIC_KEYS)
     if unknown:
-        raise UnmappablePayload(f"unknown field(s) {unknown}; allowed: {sorted(GENERIC_KEYS)}",
+        raise UnmappablePayload(f"unknown field(s) {quoted(unknown)}; allowed: {sorted(GENERIC_KEYS)}",
                                 fields=tuple(unknown))
-    image = payload.get("image")
-    if image is not None and not isinstance(image, str):
-        raise UnmappablePayload("image must be a string", fields=("image",))
     return ReleaseRequest(source="generic", event="release", service=payload.get("service"),
                           version=payload.get("version"), environment=payload.get("environment"),
-                          image=image, overrides=_overrides(payload.get("spec"), "spec", allow_overrides))
+                          image=_image(payload.get("image"), "image"),
+                          overrides=_overrides(payload.get("spec"), "spec", allow_overrides))
 
 
 # --- Spec ------------------------------------------------------------------------------------------

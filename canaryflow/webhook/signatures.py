@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from enum import Enum
 
 SIGNATURE_PREFIX = "sha256="
+HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 #: Generic scheme: accept timestamps this far in the past or the future.
 DEFAULT_TOLERANCE_SECONDS = 300
 
@@ -42,13 +44,24 @@ def _hmac_hex(secret: str | bytes, message: bytes) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
+def given_digest(header: str) -> str | None:
+    """The hex digest of a ``sha256=<hex>`` header in its one canonical form (lower case), or None.
+
+    Only the optional whitespace HTTP allows around a field value (space, tab) is tolerated; a
+    space, tab, 0xA0 or folded line *inside* the value makes it no signature at all, so no two
+    spellings of one signature exist for anything downstream to tell apart."""
+    value = header.strip(" \t")
+    if not value.startswith(SIGNATURE_PREFIX):
+        return None
+    digest = value[len(SIGNATURE_PREFIX):]
+    return digest.lower() if HEX_DIGEST.fullmatch(digest) else None
+
+
 def _matches(header: str, expected_hex: str) -> bool:
-    if not header.startswith(SIGNATURE_PREFIX):
-        return False
-    given = header[len(SIGNATURE_PREFIX):].strip().lower()
-    # compare_digest on ASCII bytes: equal-length inputs take equal time; a non-hex header simply
-    # differs (no early exit through a parse error that would reveal anything).
-    return hmac.compare_digest(given.encode("ascii", "replace"), expected_hex.encode("ascii"))
+    given = given_digest(header)
+    # compare_digest on ASCII bytes of equal length takes equal time; the header's format says
+    # nothing about the secret, so refusing a malformed one first reveals nothing.
+    return given is not None and hmac.compare_digest(given.encode("ascii"), expected_hex.encode("ascii"))
 
 
 # --- GitHub: X-Hub-Signature-256 over the raw body -------------------------------------------------

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import on_postgresql
 from tests.e2e.conftest import FAST_SPEC, cli_env, controller_state, prefect_cli
 
-pytestmark = pytest.mark.e2e
+# The first test of a session also waits for the PostgreSQL-backed server: initdb and Prefect's
+# migrations on PostgreSQL take 1-3 min on a busy 2-core machine, inside that test's timeout.
+# One PostgreSQL cluster and one Prefect server on it for the suite: every module on it runs on one worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(480), pytest.mark.xdist_group("postgresql")]
+prefect_server = on_postgresql()  # these runs go to the PostgreSQL-backed server, as in production
 
 
 def test_deployment_is_registered_validated_and_run_by_a_worker(prefect_server, deployments, stack):

@@ -14,6 +14,7 @@ import pytest
 
 from canaryflow.local.catalog import load_catalog
 from canaryflow.local.stack import LocalStack
+from tests.unit.local_support import within_binomial_margin
 
 
 def alive(pid: int) -> bool:
@@ -82,12 +83,13 @@ def test_canary_split_and_promote(stack, admin):
 
     def forty_more() -> dict | None:  # counted in requests, not seconds: a busy machine is just slower
         routed = state(admin)["routed"]
-        return routed if routed["stable"] + routed["canary"] - before["stable"] - before["canary"] >= 40 else None
+        return routed if routed["stable"] + routed["canary"] - before["stable"] - before["canary"] >= 200 else None
 
-    after = wait_for(forty_more, 30, what="40 requests through the proxy")
+    after = wait_for(forty_more, 30, what="200 requests through the proxy")
     to_stable = after["stable"] - before["stable"]
     to_canary = after["canary"] - before["canary"]
-    assert to_canary >= 20 and abs(to_stable - to_canary) <= 1
+    # Each request goes to the canary with probability 1/2, as a mesh routes: a binomial margin, not a count.
+    assert within_binomial_margin(to_canary, to_canary + to_stable, 0.5)
 
     wait_for(lambda: prom_query(stack, 'http_requests_total{version="v2"}'), 12, 0.5,
              "Prometheus to see v2 requests")
@@ -188,14 +190,14 @@ def test_canary_crashing_mid_canary_is_noticed(tmp_path):
     answering. No load generator (rps=0), so the 50 % split alternates exactly and every routed
     request below is one of ours."""
     catalog = tmp_path / "versions.yaml"
-    catalog.write_text("service: checkout\nversions:\n  v1: {}\n  v2-crash-later: {crash_after_s: 5}\n")
+    catalog.write_text("service: checkout\nversions:\n  v1: {}\n  v2-crash-later: {crash_after_s: 10}\n")
     with LocalStack(rps=0, catalog=catalog, workdir=tmp_path / "stack") as s, \
             httpx.Client(base_url=s.controller_url + "/-", timeout=10) as admin:
         assert state(admin)["versions"] == ["v1", "v2-crash-later"]
         canary = deploy_ready(admin, "v2-crash-later")
         assert admin.put("/weights", json={"canary_weight": 50}).status_code == 200
-        served = [httpx.get(s.controller_url + "/api/orders").json()["version"] for _ in range(4)]
-        assert sorted(served) == ["v1", "v1", "v2-crash-later", "v2-crash-later"]
+        served = [httpx.get(s.controller_url + "/api/orders").json().get("version") for _ in range(20)]
+        assert within_binomial_margin(served.count("v2-crash-later"), len(served), 0.5), served
 
         crashed = wait_for(lambda: (state(admin)["canary"] or {}).get("exit_code") is not None
                            and state(admin)["canary"], 30, what="the canary's crash in state")
@@ -204,7 +206,8 @@ def test_canary_crashing_mid_canary_is_noticed(tmp_path):
         assert state(admin)["canary_weight"] == 50  # the controller reports; rolling back is the release's job
 
         # The dead canary keeps its share: those requests get 502 Bad Gateway, the rest are served.
-        statuses = [httpx.get(s.controller_url + "/api/orders").status_code for _ in range(10)]
-        assert sorted(statuses) == [200] * 5 + [502] * 5
+        statuses = [httpx.get(s.controller_url + "/api/orders").status_code for _ in range(40)]
+        assert within_binomial_margin(statuses.count(502), len(statuses), 0.5), statuses
+        assert set(statuses) <= {200, 500, 502}  # 500: v1's own 0.1 % noise
         assert admin.post("/rollback").status_code == 200
         assert {httpx.get(s.controller_url + "/api/orders").status_code for _ in range(5)} == {200}

@@ -54,6 +54,9 @@ def test_a_release_is_shown_in_the_prefect_ui_with_its_artifacts(prefect_server,
 
             page.get_by_text("release-checkout-summary").first.click()  # the summary's own page
             expect(page.get_by_text("Promoted: checkout v2 (production)").first).to_be_visible(timeout=30_000)
+            chart = page.locator('img[alt="canary vs baseline over the release"]').first
+            expect(chart).to_be_visible(timeout=30_000)  # the chart renders offline, from its data URI
+            assert chart.evaluate("img => img.naturalWidth") > 300
             page.screenshot(path=SHOTS / "prefect-ui-summary.png", full_page=True)
         finally:
             browser.close()

@@ -49,20 +49,24 @@ def test_healthy_version_is_promoted_through_every_step(stack, prefect_server):
 
 
 def test_five_percent_errors_roll_back_in_the_first_step(stack, prefect_server):
-    state, outcome = release("v3-errors")
+    # 300 canary requests before the first step may pass: with 5 % random errors against 0.1 % the
+    # evidence crosses its bar before then in all but about 1 in 1,000 draws (150 would miss 7 %).
+    state, outcome = release("v3-errors", min_canary_requests=300, max_hold_seconds=90)
     assert state.is_failed()
     assert_rolled_back_to_stable(stack, outcome, "high_error_rate")
     assert max(weights_seen(controller_state(stack))) == 10
-    assert "> 0.10%" in outcome.explanation and "at 10% canary" in outcome.explanation
+    assert outcome.explanation.startswith("error_rate: canary ") and "at 10% canary" in outcome.explanation
+    assert "baseline" in outcome.explanation  # the numbers it was judged by, both versions
     failed = [m for m in outcome.summary["measurements"] if m["verdict"] == "FAIL"]
     assert failed and all(m["metric"] == "error_rate" and m["value"] > 0.001 for m in failed)
+    assert all(m["baseline"] is not None and m["baseline"] < m["value"] for m in failed)
 
 
 def test_slow_version_rolls_back_for_latency(stack, prefect_server):
     state, outcome = release("v3-slow")
     assert state.is_failed()
     assert_rolled_back_to_stable(stack, outcome, "high_latency")
-    assert "> 200 ms" in outcome.explanation
+    assert outcome.explanation.startswith("p95_latency: ") and "baseline" in outcome.explanation
 
 
 def test_smoke_failure_rolls_back_before_any_user_traffic(stack, prefect_server):
@@ -121,12 +125,13 @@ def test_prometheus_lost_mid_canary_never_promotes(stack, prefect_server):
 
 
 def test_counters_accumulate_across_releases(stack, prefect_server):
-    release("v3-errors")
-    release("v3-smoke-broken")
-    release("v3-errors")
+    reasons = [release(version)[1].reason for version in ("v3-errors", "v3-smoke-broken", "v3-errors")]
+    # A 5 %-error version fails one of its two smoke checks about one time in ten: either is its answer.
+    assert reasons[1] == "smoke_test_failed" and {reasons[0], reasons[2]} <= {"high_error_rate", "smoke_test_failed"}
     prom_value(stack, 'deployment_total{service="checkout",status="rolled_back"}', until=lambda v: v == 3)
-    prom_value(stack, 'deployment_rollback_total{service="checkout",reason="high_error_rate"}',
-               until=lambda v: v == 2)
+    for reason in set(reasons):
+        prom_value(stack, f'deployment_rollback_total{{service="checkout",reason="{reason}"}}',
+                   until=lambda v, n=reasons.count(reason): v == n)
 
 
 def test_unreachable_prometheus_at_preflight_changes_nothing(stack, prefect_server, monkeypatch):
@@ -151,5 +156,5 @@ def test_putting_back_the_previous_version_judges_only_the_new_canary(stack, pre
     assert state.is_completed(), state.message
     first_step = [m for m in summary["measurements"] if m["step"] == 0 and m["requests"] is not None]
     assert first_step
-    # 10% of 100 rps for a few seconds; the old v1 process served thousands in the last 60 s.
-    assert max(m["requests"] for m in first_step) < 200, first_step
+    # 10% of 100 rps for some seconds; the old v1 process served thousands before it was replaced.
+    assert max(m["requests"] for m in first_step) < 1000, first_step

@@ -3,9 +3,11 @@ are run against the receiver served by uvicorn, with an in-memory starter."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -38,19 +40,29 @@ def run_script(script: str, env: dict[str, str], cwd: Path) -> subprocess.Comple
                           capture_output=True, text=True, timeout=30, check=False)
 
 
+def frozen_clock(tmp_path: Path) -> dict[str, str]:
+    """A ``date`` on PATH that always prints one time, so a second run of a script resends the very
+    request the first sent (what curl's --retry does) instead of signing a new delivery."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "date").write_text(f"#!/bin/sh\necho {int(time.time())}\n")
+    (bin_dir / "date").chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
 def test_github_actions_example_signs_and_posts(served, tmp_path):
     workflow = yaml.safe_load((ROOT / "deployments/github-actions-release.yml").read_text())
     [step] = workflow["jobs"]["canary"]["steps"]
     env = {"CANARYFLOW_WEBHOOK_URL": served.url, "CANARYFLOW_WEBHOOK_SECRET": SECRET, "SERVICE": "checkout",
            "VERSION": "v1.2.3", "ENVIRONMENT": "production", "IMAGE": "ghcr.io/acme/checkout:v1.2.3",
-           "DELIVERY": "1234567890-1", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
-    for _ in range(2):  # the second post is a redelivery: same run, curl still succeeds (200)
+           "DELIVERY": "1234567890-1", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"), **frozen_clock(tmp_path)}
+    for _ in range(2):  # the second post resends the signed request: same run, curl still succeeds (200)
         done = run_script(step["run"], env, tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
     [run] = served.starter.runs.values()
     spec = run["request"].parameters["spec"]
     assert (spec["service"], spec["version"], spec["environment"]) == ("checkout", "v1.2.3", "production")
-    assert run["request"].idempotency_key == "generic:1234567890-1"
+    assert run["request"].idempotency_key.startswith("generic:")
     assert SECRET not in done.stdout + done.stderr
 
     done = run_script(step["run"], {**env, "CANARYFLOW_WEBHOOK_SECRET": "wrong"}, tmp_path)
@@ -68,4 +80,5 @@ def test_gitlab_ci_example_signs_and_posts(served, tmp_path):
     [run] = served.starter.runs.values()
     spec = run["request"].parameters["spec"]
     assert (spec["service"], spec["version"], spec["environment"]) == ("orders", "v9.0.0", "staging")
-    assert run["request"].idempotency_key == "generic:5501-88001"
+    answer = json.loads(done.stdout)
+    assert answer["delivery"] == "5501-88001" and answer["idempotency_key"] == run["request"].idempotency_key

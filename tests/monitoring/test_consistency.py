@@ -23,7 +23,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, Counter
 
-from canaryflow.judge import FAIL_REASON_BY_METRIC, Verdict
+from canaryflow.analysis_spec import default_metrics, render
+from canaryflow.judge import Verdict
 from canaryflow.local.service import ServiceMetrics
 from canaryflow.pipeline_metrics import QUERY_RESULTS, PipelineMetrics
 from canaryflow.spec import Environment, QueryTemplates
@@ -70,9 +71,10 @@ def record_everything(m: PipelineMetrics) -> None:
     m.smoke_test(passed=False, duration=3.0)
     for result in QUERY_RESULTS:
         m.query("canary_analysis", 0.3, result)
-    for metric in FAIL_REASON_BY_METRIC:  # the judge's metric names
+    for metric in [*(d.name for d in default_metrics()), "traffic_split"]:  # the judge's default metric names
         for verdict in Verdict:
-            m.measurement(metric=metric, verdict=verdict.value, value=0.5, threshold=1.0)
+            m.measurement(metric=metric, verdict=verdict.value, value=0.5, threshold=1.0, baseline=0.4,
+                          evidence=2.0, evidence_threshold=200.0)
     m.release_finished(status="rolled_back", duration=130.0, reason="high_error_rate", now=1_130.0)
     m.release_finished(status="failed", duration=1.0, now=1_140.0)
     m.release_finished(status="success", duration=100.0, now=1_240.0)
@@ -87,6 +89,9 @@ def record_everything(m: PipelineMetrics) -> None:
     if callable(monitoring):
         for result in ("ok", "skipped", "failed", "unauthorized"):
             monitoring("grafana", "update_dashboard", result)
+        for system, operation in (("prefect", "publish_report"), ("prefect", "schedule_retry"),
+                                  ("pushgateway", "push"), ("pipeline", "release_finished")):
+            monitoring(system, operation, "failed")  # the release finaliser's reporting steps
 
 
 def pipeline_catalogue(metrics_factory=PipelineMetrics) -> Catalogue:
@@ -273,7 +278,9 @@ def test_every_pipeline_metric_family_is_shown_or_alerted_on(catalogue):
 
 
 def test_default_analysis_queries_read_what_the_demo_service_emits():
-    rendered = QueryTemplates().render(service="checkout", version="v2", namespace="default", window="1m")
+    templates = QueryTemplates()
+    rendered = {field: render(getattr(templates, field), service="checkout", version="v2", namespace="default",
+                              window="1m") for field in ("requests", "errors", "latency_buckets")}
     service = service_catalogue()
     for name, expr in rendered.items():
         assert problems(expr, service, name) == []

@@ -19,9 +19,10 @@ SUMMARY = {
 
 def test_rows_have_step_weight_metric_value_threshold_verdict():
     rows = measurement_rows(SUMMARY)
-    assert rows[0] == {"step": 1, "weight": 10, "elapsed_s": 1.0, "metric": "error_rate", "value": 0.033333,
-                       "threshold": 0.001, "unit": "ratio", "verdict": "FAIL", "requests": 34}
-    assert rows[1]["value"] == "no data"  # never shown as 0 or blank
+    assert rows[0] == {"step": 1, "weight": "10%", "elapsed_s": 1.0, "metric": "error_rate", "verdict": "FAIL",
+                       "canary": "3.333%", "baseline": "no data", "limit": "0.100%", "evidence": "no data",
+                       "canary_requests": 34, "detail": ""}
+    assert rows[1]["canary"] == "no data"  # never shown as 0 or blank
     assert rows[1]["verdict"] == "INCONCLUSIVE"
 
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from canaryflow.judge import (
-    PRECEDENCE, Action, Measurement, Policy, QueryResult, Reason, Round, Signal, Verdict, decide,
-    judge_error_rate, judge_latency,
-)
+from canaryflow.judge import PRECEDENCE, RULES, Action, Measurement, Policy, Reason, Round, Signal, Verdict, decide
 
-ENOUGH = QueryResult(500.0)
 POLICY = Policy(steps=(10, 50, 100), step_wait_seconds=60, max_consecutive_errors=3, max_hold_seconds=30)
+REASON = {"error_rate": Reason.HIGH_ERROR_RATE, "p95_latency": Reason.HIGH_LATENCY,
+          "orders": Reason.THRESHOLD_BREACHED, "traffic_split": Reason.TRAFFIC_MISMATCH}
 
 
 def m(metric: str, verdict: Verdict, value: float | None = None) -> Measurement:
-    return Measurement(metric, verdict, value, 1.0, "x", 500, f"{metric} {verdict}")
+    return Measurement(metric, verdict, value, 1.0, "x", 500, f"{metric} {verdict}", reason=REASON.get(metric))
 
 
 PASS = (m("error_rate", Verdict.PASS, 0.0), m("p95_latency", Verdict.PASS, 40))
@@ -24,55 +20,13 @@ ERROR = (m("error_rate", Verdict.ERROR), m("p95_latency", Verdict.ERROR))
 INCONCLUSIVE = (m("error_rate", Verdict.INCONCLUSIVE), m("p95_latency", Verdict.INCONCLUSIVE))
 
 
-# -- verdicts ------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("raw", [None, math.nan, math.inf, -math.inf])
-def test_no_data_is_inconclusive_never_pass(raw):
-    result = judge_error_rate(QueryResult(raw), ENOUGH, max_error_rate=0.01, min_requests=10)
-    assert result.verdict is Verdict.INCONCLUSIVE
-    assert "no data" in result.detail
-
-
-def test_too_few_requests_is_inconclusive_even_with_a_bad_value():
-    result = judge_error_rate(QueryResult(0.5), QueryResult(9.0), max_error_rate=0.01, min_requests=10)
-    assert result.verdict is Verdict.INCONCLUSIVE
-    assert "9 < 10" in result.detail
-
-
-@pytest.mark.parametrize("count", [QueryResult(None), QueryResult(math.nan)])
-def test_missing_request_count_is_inconclusive(count):
-    result = judge_latency(QueryResult(0.1), count, max_p95_ms=200, min_requests=10)
-    assert result.verdict is Verdict.INCONCLUSIVE
-
-
-@pytest.mark.parametrize("failing", ["value", "count"])
-def test_source_error_is_error(failing):
-    bad = QueryResult(error="cannot reach http://prom")
-    value, count = (bad, ENOUGH) if failing == "value" else (QueryResult(0.0), bad)
-    result = judge_error_rate(value, count, max_error_rate=0.01, min_requests=10)
-    assert result.verdict is Verdict.ERROR
-    assert "cannot reach" in result.detail
-
-
-def test_error_rate_pass_and_fail_at_the_boundary():
-    at = judge_error_rate(QueryResult(0.01), ENOUGH, max_error_rate=0.01, min_requests=10)
-    above = judge_error_rate(QueryResult(0.0101), ENOUGH, max_error_rate=0.01, min_requests=10)
-    assert at.verdict is Verdict.PASS and above.verdict is Verdict.FAIL
-    assert "1.01% > 1.00% over 500 requests" in above.detail
-
-
-def test_latency_is_judged_in_milliseconds():
-    slow = judge_latency(QueryResult(0.75), ENOUGH, max_p95_ms=500, min_requests=10)
-    fast = judge_latency(QueryResult(0.05), ENOUGH, max_p95_ms=500, min_requests=10)
-    assert (slow.verdict, slow.value) == (Verdict.FAIL, 750.0)
-    assert "750 ms > 500 ms" in slow.detail
-    assert fast.verdict is Verdict.PASS and fast.value == pytest.approx(50.0)
-
-
 # -- decide, rule by rule ------------------------------------------------------------------------
 
-def test_precedence_is_written_down():
-    assert len(PRECEDENCE) == 7 and PRECEDENCE[0].startswith("1.")
+def test_precedence_is_written_down_in_the_order_decide_applies_it():
+    assert RULES == ("operator_abort", "signal", "traffic_mismatch", "metric_failed", "source_failing",
+                     "operator_promote", "paused", "waiting", "passed", "out_of_time", "awaiting_pass")
+    assert all(len(text) > 20 for _, text in PRECEDENCE)
+
 
 
 @pytest.mark.parametrize("reason", [Reason.ROLLOUT_STUCK, Reason.MANUAL, Reason.ALERT])
@@ -97,9 +51,35 @@ def test_rule2_any_fail_rolls_back_even_before_the_wait_ends():
     assert d.evidence[0].value == 0.05
 
 
-def test_rule2_error_rate_names_the_rollback_when_both_fail():
+def test_rule3_the_first_failing_metric_in_spec_order_names_the_rollback():
     rounds = [Round(0, 5, (m("p95_latency", Verdict.FAIL, 900), m("error_rate", Verdict.FAIL, 0.2)))]
-    assert decide(POLICY, step_index=0, elapsed=5, rounds=rounds).reason is Reason.HIGH_ERROR_RATE
+    d = decide(POLICY, step_index=0, elapsed=5, rounds=rounds)
+    assert (d.reason, d.rule) == (Reason.HIGH_LATENCY, "metric_failed")
+    assert [e.metric for e in d.evidence] == ["p95_latency", "error_rate"]
+
+
+def test_rule3_an_earlier_round_fails_first_whatever_the_metric_order():
+    rounds = [Round(0, 5, (m("error_rate", Verdict.PASS), m("p95_latency", Verdict.FAIL, 900))),
+              Round(0, 6, (m("error_rate", Verdict.FAIL, 0.2), m("p95_latency", Verdict.FAIL, 900)))]
+    assert decide(POLICY, step_index=0, elapsed=6, rounds=rounds).reason is Reason.HIGH_LATENCY
+
+
+def test_rule3_a_third_metric_failing_rolls_back_with_its_own_reason():
+    rounds = [Round(0, 5, (*PASS, m("orders", Verdict.FAIL, 3.0)))]
+    d = decide(POLICY, step_index=0, elapsed=5, rounds=rounds)
+    assert (d.action, d.reason) == (Action.ROLLBACK, Reason.THRESHOLD_BREACHED)
+    assert d.explanation == "orders FAIL at 10% canary"
+
+
+def test_rule2_traffic_mismatch_beats_a_metric_failure_in_the_same_round():
+    rounds = [Round(0, 5, (m("error_rate", Verdict.FAIL, 0.2), m("traffic_split", Verdict.FAIL, 0.02)))]
+    d = decide(POLICY, step_index=0, elapsed=5, rounds=rounds)
+    assert (d.reason, d.rule) == (Reason.TRAFFIC_MISMATCH, "traffic_mismatch")
+
+
+def test_rule2_a_later_traffic_mismatch_still_beats_an_earlier_metric_failure():
+    rounds = [Round(0, 5, (m("error_rate", Verdict.FAIL, 0.2),)), Round(0, 6, (m("traffic_split", Verdict.FAIL),))]
+    assert decide(POLICY, step_index=0, elapsed=6, rounds=rounds).reason is Reason.TRAFFIC_MISMATCH
 
 
 def test_rule2_latency_fail():
@@ -122,6 +102,12 @@ def test_rule3_consecutive_errors_roll_back_before_the_wait_ends():
     rounds = [Round(0, t, ERROR) for t in (1, 2, 3)]
     d = decide(POLICY, step_index=0, elapsed=3, rounds=rounds)
     assert (d.action, d.reason) == (Action.ROLLBACK, Reason.METRICS_UNAVAILABLE)
+
+
+def test_rule4_one_error_round_short_of_the_limit_holds():
+    rounds = [Round(0, t, ERROR) for t in (1, 2)]
+    d = decide(POLICY, step_index=0, elapsed=2, rounds=rounds)
+    assert (d.action, d.rule) == (Action.HOLD, "waiting")
 
 
 def test_rule3_errors_must_be_consecutive():
@@ -180,6 +166,16 @@ def test_rule6_with_a_recent_error_is_metrics_unavailable():
     assert (d.action, d.reason) == (Action.ROLLBACK, Reason.METRICS_UNAVAILABLE)
 
 
+def test_rule5_a_pass_exactly_at_wait_plus_hold_still_advances():
+    d = decide(POLICY, step_index=0, elapsed=90, rounds=[Round(0, 90, PASS)])
+    assert (d.action, d.rule) == (Action.ADVANCE, "passed")
+
+
+def test_rule6_one_second_before_the_hold_limit_still_holds():
+    d = decide(POLICY, step_index=0, elapsed=89.9, rounds=[Round(0, 89.9, INCONCLUSIVE)])
+    assert (d.action, d.rule) == (Action.HOLD, "awaiting_pass")
+
+
 def test_rule6_with_no_round_at_all():
     assert decide(POLICY, step_index=0, elapsed=90, rounds=[]).reason is Reason.INSUFFICIENT_DATA
 
@@ -197,6 +193,7 @@ def test_zero_wait_still_needs_a_pass():
 
 def test_explanations_carry_the_numbers():
     rounds = [Round(0, 5, (Measurement("error_rate", Verdict.FAIL, 0.052, 0.01, "ratio", 412,
-                                       "error_rate 5.20% > 1.00% over 412 requests"),))]
+                                       "error_rate 5.20% > 1.00% over 412 requests",
+                                       reason=Reason.HIGH_ERROR_RATE),))]
     d = decide(POLICY, step_index=0, elapsed=5, rounds=rounds)
     assert "5.20% > 1.00% over 412 requests at 10% canary" in d.explanation

@@ -31,6 +31,7 @@ class FakeController:
         self.polls_until_ready: int | None = 0  # None: never ready
         self.fail_with: tuple[int, Any] | None = None
         self.versions = ["v1", "v2", "v3-errors"]
+        self.answers_any_service = False  # a controller that ignores the service in the path
 
     def state(self) -> dict[str, Any]:
         return {"service": self.service, "stable": self.stable, "canary": self.canary,
@@ -39,13 +40,18 @@ class FakeController:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content) if request.content else None
-        self.requests.append((request.method, request.url.path, body))
+        # Recorded as the operation's path: every call names the service (checked below).
+        self.requests.append((request.method, request.url.path.replace(f"/-/services/{self.service}/", "/-/"), body))
         if self.fail_with is not None:
             status, content = self.fail_with
             if isinstance(content, dict):
                 return httpx.Response(status, json=content)
             return httpx.Response(status, text=content)
-        route = (request.method, request.url.path)
+        prefix, _, operation = request.url.path.rpartition("/")
+        if prefix != f"/-/services/{self.service}" and not self.answers_any_service:
+            asked = prefix.rpartition("/")[2]
+            return httpx.Response(404, json={"error": f"no service {asked!r}; this platform runs: {self.service}"})
+        route = (request.method, "/-/" + operation)
         if route == ("GET", "/-/state"):
             if self.canary is not None and not self.canary["ready"] and self.canary["exit_code"] is None:
                 if self.polls_until_ready is not None:
@@ -230,8 +236,21 @@ def test_connection_errors_are_transient(error):
     assert f"local controller at {BASE} unreachable ({type(error).__name__})" in str(info.value)
 
 
+def test_a_platform_without_the_service_is_refused_naming_what_it_runs(controller):
+    controller.service = "payments"
+    platform = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(controller))
+    try:
+        with pytest.raises(PlatformError, match="HTTP 404: no service 'checkout'; this platform runs: payments") as info:
+            platform.deploy("v2")
+    finally:
+        platform.close()
+    assert info.value.transient is False
+    assert controller.requests == [("POST", "/-/services/checkout/canary", {"version": "v2"})]
+
+
 def test_a_controller_for_another_service_is_refused(controller):
     controller.service = "payments"
+    controller.answers_any_service = True
     platform = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(controller))
     try:
         with pytest.raises(PlatformError, match="controller serves 'payments', not 'checkout'") as info:

@@ -52,15 +52,21 @@ def test_unknown_fields_are_rejected():
 
 def test_query_placeholders_are_checked():
     with pytest.raises(ConfigError) as err:
-        validate_spec({**BASE, "queries": {"error_rate": "rate(x{svc='$svc'}[$window])"}})
-    assert "queries.error_rate" in err.value.fields and "svc" in str(err.value)
+        validate_spec({**BASE, "queries": {"errors": "x{svc='$svc',version='$version'}"}})
+    assert "queries.errors" in err.value.fields and "svc" in str(err.value)
+
+
+def test_a_counter_template_without_version_is_refused():
+    # Rendered once for the canary and once for the baseline: without $version both would be the same.
+    with pytest.raises(ConfigError) as err:
+        validate_spec({**BASE, "queries": {"requests": 'http_requests_total{service="$service"}'}})
+    assert err.value.fields == ("queries.requests",) and "$version" in str(err.value)
 
 
 def test_queries_render_with_the_release_values():
-    spec = validate_spec({**BASE, "analysis_window": "30s"})
-    q = spec.rendered_queries()
-    assert 'version="v2"' in q["error_rate"] and "[30s]" in q["error_rate"]
-    assert q["p95_latency_seconds"].startswith("histogram_quantile(0.95,")
+    spec = validate_spec(BASE)
+    assert spec.render(spec.queries.errors) == 'http_requests_total{service="checkout",version="v2",code=~"5.."}'
+    assert spec.render(spec.queries.requests, version="v1") == 'http_requests_total{service="checkout",version="v1"}'
 
 
 def test_layers_merge_file_then_environment_then_overrides(tmp_path, monkeypatch):

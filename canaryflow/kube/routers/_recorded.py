@@ -2,7 +2,9 @@
 
 Every write is a read-modify-write: a JSON merge patch carrying the ``resourceVersion`` read, so
 a concurrent writer makes it fail with 409 and ``KubeApi.update`` re-reads and tries again. The
-original spec is kept in the ``canaryflow.dev/original-spec`` annotation of the object itself.
+original spec is kept in the ``canaryflow.dev/original-spec`` annotation of the object itself, and
+the release's traffic lease (``canaryflow.kube.lease``) travels in the same write as the weight, so
+a weight is never on the cluster without the lease that lets the reconciler take it back.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 from canaryflow.errors import PlatformError
 from canaryflow.kube.client import KubeApi
-from canaryflow.kube.routers.base import ORIGINAL_SPEC_ANNOTATION
+from canaryflow.kube.lease import REMOVE_LEASE, has_lease
+from canaryflow.kube.routers.base import ORIGINAL_SPEC_ANNOTATION, LeaseStamp
 
 
 def merge_patch_between(current: Any, wanted: Any) -> Any:
@@ -92,15 +95,20 @@ class RecordedSpecRouter:
 
         self._update(change)
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(self, weight: int, *, lease: LeaseStamp | None = None) -> None:
         weight = check_weight(weight)
 
         def change(obj: dict[str, Any]) -> dict[str, Any] | None:
             spec = obj.get("spec") or {}
+            # Checked on every (re-)read: after a 409 the lease may be gone, and then nothing is written.
+            stamp = lease(obj["metadata"].get("annotations") or {}) if lease is not None else {}
             wanted = self._apply(spec, weight)
-            if wanted == spec:
+            if wanted == spec and not stamp:
                 return None
-            return {"spec": merge_patch_between(spec, wanted)}
+            patch: dict[str, Any] = {"spec": merge_patch_between(spec, wanted)}
+            if stamp:
+                patch["metadata"] = {"annotations": stamp}
+            return patch
 
         self._update(change)
 
@@ -117,18 +125,19 @@ class RecordedSpecRouter:
             spec = obj.get("spec") or {}
             recorded = annotations.get(ORIGINAL_SPEC_ANNOTATION)
             if recorded is None:  # nothing recorded (never prepared, or restored already): weight 0 if split
+                patch: dict[str, Any] = {"metadata": {"annotations": dict(REMOVE_LEASE)}} if has_lease(annotations) else {}
                 try:
-                    if self.read_weight(spec) == 0:
-                        return None
+                    if self.read_weight(spec) != 0:
+                        patch["spec"] = merge_patch_between(spec, self._apply(spec, 0))
                 except LookupError:
-                    return None
-                return {"spec": merge_patch_between(spec, self._apply(spec, 0))}
+                    pass
+                return patch or None
             try:
                 original = json.loads(recorded)
             except ValueError:
                 raise PlatformError(f'{self.kind} "{self.object_name}": annotation {ORIGINAL_SPEC_ANNOTATION} '
                                     "is not valid JSON; restore the spec by hand", operation=self.api.operation) from None
-            return {"metadata": {"annotations": {ORIGINAL_SPEC_ANNOTATION: None}},
+            return {"metadata": {"annotations": {ORIGINAL_SPEC_ANNOTATION: None, **REMOVE_LEASE}},
                     "spec": merge_patch_between(spec, original)}
 
         self._update(change)

@@ -4,13 +4,15 @@ Both Deployments' pods sit behind the same Service, so each gets traffic in prop
 ready replicas (the canary pattern of the Kubernetes documentation). Weights are therefore as
 fine as one replica: ``split_replicas`` rounds, and ``get_weight`` returns the weight last set
 while the replicas still match it. The receiving side is always scaled up and waited for before
-the other is scaled down, so users never meet zero ready replicas.
+the other is scaled down, so users never meet zero ready replicas. The traffic lease lives on the
+canary Deployment, written (guarded by its resourceVersion) before any replica moves.
 """
 
 from __future__ import annotations
 
 from canaryflow.errors import PlatformError
 from canaryflow.kube.routers._recorded import check_weight
+from canaryflow.kube.routers.base import LeaseStamp
 from canaryflow.kube.workloads import WEIGHT_ANNOTATION, Workloads, replicas_weight, split_replicas
 
 
@@ -32,8 +34,13 @@ class ReplicasRouter:
         recorded = (canary["metadata"].get("annotations") or {}).get(WEIGHT_ANNOTATION)
         return stable, int(canary["spec"].get("replicas", 1)), recorded
 
-    def set_weight(self, weight: int) -> None:
+    def set_weight(self, weight: int, *, lease: LeaseStamp | None = None) -> None:
         weight = check_weight(weight)
+        if lease is not None:
+            if self.workloads.find_canary() is not None:
+                self.workloads.stamp_canary(lease)
+            else:
+                lease({})  # the lease went with the canary: a release that held it must stop here
         total = self.workloads.total(self.total_replicas)
         want_stable, want_canary = split_replicas(total, weight)
         stable, canary, _ = self._replicas()

@@ -100,9 +100,11 @@ def spec_for(router: str, *, version: str = "v2", **target: Any):
                                          **target}})
 
 
-def make_platform(kube: KubeEmulator, router: str, *, version: str = "v2", **target: Any) -> KubernetesPlatform:
+def make_platform(kube: KubeEmulator, router: str, *, version: str = "v2", platform_options: dict[str, Any] | None = None,
+                  **target: Any) -> KubernetesPlatform:
     settings = Settings(kubeconfig=str(kube.kubeconfig_path), kube_context="emulator")
-    return KubernetesPlatform.from_settings(settings, spec_for(router, version=version, **target), **FAST)
+    return KubernetesPlatform.from_settings(settings, spec_for(router, version=version, **target),
+                                            **FAST, **(platform_options or {}))
 
 
 def seed_all(kube: KubeEmulator, **deployment: Any) -> None:
@@ -164,3 +166,8 @@ def without_annotation(obj: dict[str, Any]) -> dict[str, Any]:
     obj = copy.deepcopy(obj)
     (obj["metadata"].get("annotations") or {}).pop(ORIGINAL_SPEC_ANNOTATION, None)
     return obj
+
+
+def leased_object(kube: KubeEmulator, router: str) -> dict[str, Any] | None:
+    """The object a release's traffic lease sits on: the routing object, or the canary Deployment."""
+    return deployment(kube, "checkout-canary") if router == "replicas" else routing_spec(kube, router)

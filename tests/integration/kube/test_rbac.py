@@ -6,6 +6,9 @@ from __future__ import annotations
 import pytest
 
 from canaryflow.errors import PlatformError
+from canaryflow.kube.client import KubeApi
+from canaryflow.kube.lease import Holder
+from canaryflow.reconcile import Liveness, Reconciler
 from tests.emulators.kube import KubeEmulator
 
 from .conftest import NS, RBAC_MANIFEST, deployment, make_platform, seed_all, user_weight
@@ -35,6 +38,28 @@ def release(kube: KubeEmulator, router: str, version: str, *, outcome: str) -> N
         platform.close()
 
 
+class Dead:
+    def liveness(self, run_id: str) -> tuple[Liveness, str]:
+        return Liveness.DEAD, "Crashed"
+
+
+def crashed(kube: KubeEmulator, router: str, version: str) -> None:
+    """A release dies at 50 % with a 1-second lease; canary-reconcile (same Role) restores stable."""
+    platform = make_platform(kube, router, version=version,
+                             platform_options={"holder": Holder("5f0c6a1e-0d55-4c3b-9f61-0e7a3b8d2c44", "w:1")})
+    platform.deploy(version)
+    platform.wait_ready(timeout=10)
+    platform.set_weight(50, lease_seconds=0.001)
+    platform.close()
+    client = kube.api_client()
+    try:
+        report = Reconciler(Dead()).run([KubeApi(client, namespace=NS, backoff_base=0.01)])
+    finally:
+        client.close()
+    assert [o.restored for o in report.outcomes] == [True], [o.line() for o in report.outcomes]
+    assert user_weight(kube, router) == 0 and deployment(kube, "checkout-canary") is None
+
+
 def test_release_paths_use_exactly_the_role():
     with KubeEmulator(namespace=NS, role_manifest=RBAC_MANIFEST, convergence_seconds=0.1) as kube:
         seed_all(kube)
@@ -44,6 +69,7 @@ def test_release_paths_use_exactly_the_role():
             release(kube, router, next(versions), outcome="rollback")
             release(kube, router, next(versions), outcome="interrupted")
             assert user_weight(kube, router) == 0 and deployment(kube, "checkout-canary") is None
+            crashed(kube, router, next(versions))
 
         audit = kube.audit
         refused = {(e.verb, e.resource, e.subresource, e.name) for e in audit if e.status == 403}

@@ -12,8 +12,9 @@ import time
 import httpx
 
 from canaryflow.webhook import WebhookConfig, WebhookSecrets, create_app
+from canaryflow.webhook.replay import signed_key
 from canaryflow.webhook.starter import InMemoryStarter, StarterUnavailable
-from canaryflow.webhook.signatures import sign_generic
+from canaryflow.webhook.signatures import generic_message, sign_generic
 from pydantic import SecretStr
 from tests.unit.webhook.support import (ALL_SECRETS, GENERIC_SECRET, GITHUB_SECRET, GITLAB_TOKEN, body_of,
                                         generic_headers, github_deployment, github_headers, gitlab_headers,
@@ -48,10 +49,13 @@ def post_generic(app, payload=RELEASE, **header_kwargs) -> httpx.Response:
 
 def test_generic_release_starts_one_run_with_a_validated_spec():
     app, starter = make()
-    response = post_generic(app, delivery="build-42-1")
+    ts = int(time.time())
+    response = post_generic(app, delivery="build-42-1", timestamp=ts)
     assert response.status_code == 202, response.text
     data = response.json()
-    assert data["duplicate"] is False and data["idempotency_key"] == "generic:build-42-1"
+    assert data["duplicate"] is False and data["delivery"] == "build-42-1"
+    # The key is made of what was signed, "<timestamp>.<body>", not of the unsigned delivery id.
+    assert data["idempotency_key"] == signed_key("generic", generic_message(ts, body_of(RELEASE)))
     assert data["deployment"] == "canary-release/staging"
     assert data["flow_run_name"] == "release/checkout/v2/staging"
     [stored] = starter.runs.values()
@@ -60,10 +64,11 @@ def test_generic_release_starts_one_run_with_a_validated_spec():
     assert set(request.tags) == {"webhook", "source:generic", "service:checkout", "environment:staging"}
 
 
-def test_same_delivery_twice_is_one_run_and_answers_200():
+def test_same_signed_delivery_twice_is_one_run_and_answers_200():
     app, starter = make()
-    first = post_generic(app, delivery="build-7-1")
-    second = post_generic(app, delivery="build-7-1")
+    ts = int(time.time())  # a retried post (curl --retry) resends the very same signed request
+    first = post_generic(app, delivery="build-7-1", timestamp=ts)
+    second = post_generic(app, delivery="build-7-1", timestamp=ts)
     assert (first.status_code, second.status_code) == (202, 200)
     assert second.json()["duplicate"] is True
     assert first.json()["flow_run_id"] == second.json()["flow_run_id"]
@@ -131,11 +136,14 @@ def test_declared_oversized_body_is_413_before_reading():
     assert starter.runs == {}
 
 
-def _raw_asgi_post(app, path: str, headers: dict[str, str], chunks: list[bytes]) -> tuple[int, bytes, int]:
-    """Drive the ASGI app directly: lets a request declare one Content-Length and stream another size.
+def _raw_asgi_post(app, path: str, headers: dict[str, str] | list[tuple[bytes, bytes]], chunks: list[bytes], *,
+                   complete: bool = True) -> tuple[int, bytes, int]:
+    """Drive the ASGI app directly: lets a request declare one Content-Length and stream another size,
+    send header bytes httpx would refuse, or stop sending before the body is complete.
     Returns (status, body, bytes the app pulled)."""
     received = {"bytes": 0}
-    queue = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    queue = [{"type": "http.request", "body": c, "more_body": not complete or i < len(chunks) - 1}
+             for i, c in enumerate(chunks)]
     sent: list[dict] = []
 
     async def receive():
@@ -148,14 +156,25 @@ def _raw_asgi_post(app, path: str, headers: dict[str, str], chunks: list[bytes])
     async def send_(message):
         sent.append(message)
 
+    raw = headers if isinstance(headers, list) else [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
              "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-             "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80)}
+             "headers": raw, "client": ("127.0.0.1", 5555), "server": ("127.0.0.1", 80)}
     asyncio.run(app(scope, receive, send_))
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], body, received["bytes"]
+
+
+def test_a_declared_oversized_body_is_refused_without_reading_a_byte_of_it():
+    app, starter = make(max_body_bytes=1000)
+    chunks = [b"x" * 400] * 10
+    body = b"".join(chunks)
+    headers = {**generic_headers(body), "content-length": str(len(body))}  # honest, and over the cap
+    status, answer, pulled = _raw_asgi_post(app, "/hooks/generic", headers, chunks)
+    assert status == 413, answer
+    assert pulled == 0  # the streaming cap would answer 413 too, but only after pulling 1200 bytes
+    assert starter.runs == {}
 
 
 def test_streamed_body_over_the_cap_is_aborted_with_413_whatever_content_length_says():
@@ -218,7 +237,8 @@ def test_github_deployment_ping_ignored_and_allow_list():
     assert response.status_code == 202, response.text
     data = response.json()
     assert (data["environment"], data["version"], data["image"]) == ("production", "v5", "ghcr.io/acme/checkout:v5")
-    assert data["idempotency_key"] == "github:72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    assert data["delivery"] == "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+    assert data["idempotency_key"] == signed_key("github", body)
 
     ping = body_of({"zen": "Keep it logically awesome.", "hook_id": 1})
     response = run(send(app, "POST", "/hooks/github", content=ping, headers=github_headers(ping, event="ping")))
@@ -259,7 +279,8 @@ def test_gitlab_pipeline_hook_and_token():
     response = run(send(app, "POST", "/hooks/gitlab", content=body,
                         headers={**gitlab_headers(delivery="a-1"), "idempotency-key": "retry-key-9"}))
     assert response.status_code == 202, response.text
-    assert response.json()["idempotency_key"] == "gitlab:retry-key-9"
+    assert response.json()["delivery"] == "retry-key-9"
+    assert response.json()["idempotency_key"] == signed_key("gitlab", body)
     assert response.json()["version"] == "v3"
     wrong = run(send(app, "POST", "/hooks/gitlab", content=body, headers=gitlab_headers(token="nope")))
     assert wrong.status_code == 401 and wrong.json() == {"error": "signature invalid"}
@@ -322,3 +343,164 @@ def test_secrets_never_in_responses_or_logs(caplog):
         assert secret not in logged and secret[:-1] not in logged
     signature = sign_generic(GENERIC_SECRET, "1", body)[7:]
     assert signature[:16] not in logged
+
+
+# --- replays, copies and hostile signed input -----------------------------------------------------
+
+WHITESPACE_INSIDE = (" ", "\t", "\xa0", "\r\n ")  # space, tab, latin-1 NBSP, obs-fold
+
+
+def _with_whitespace(headers: dict[str, str], name: str, inside: str) -> list[tuple[bytes, bytes]]:
+    """Raw ASGI headers (httpx would refuse a folded line): ``sha256=<inside><hex>``."""
+    value = headers[name].replace("sha256=", "sha256=" + inside)
+    raw = [(k.encode(), v.encode()) for k, v in headers.items() if k != name]
+    return raw + [(name.encode(), value.encode("latin-1"))]
+
+
+def test_whitespace_inside_a_captured_signature_replays_nothing():
+    app, starter = make()
+    github_body = body_of(github_deployment(version="v8"))
+    github = github_headers(github_body, delivery="orig-gh")
+    generic_body = body_of(RELEASE)
+    generic = generic_headers(generic_body, delivery="orig-gen")
+    assert run(send(app, "POST", "/hooks/github", content=github_body, headers=github)).status_code == 202
+    assert run(send(app, "POST", "/hooks/generic", content=generic_body, headers=generic)).status_code == 202
+    for n, inside in enumerate(WHITESPACE_INSIDE):
+        replay = {**github, "x-github-delivery": f"forged-gh-{n}"}
+        status, _, _ = _raw_asgi_post(app, "/hooks/github", _with_whitespace(replay, "x-hub-signature-256", inside),
+                                      [github_body])
+        assert status == 401, repr(inside)
+        replay = {**generic, "x-canaryflow-delivery": f"forged-gen-{n}"}
+        status, _, _ = _raw_asgi_post(app, "/hooks/generic",
+                                      _with_whitespace(replay, "x-canaryflow-signature", inside), [generic_body])
+        assert status == 401, repr(inside)
+    assert len(starter.runs) == 2
+
+
+def test_a_replay_with_a_new_delivery_id_returns_the_first_run_on_every_route():
+    app, starter = make()
+    gh_body, gl_body = body_of(github_deployment(version="v9")), body_of(gitlab_pipeline(tag="v9"))
+    first_gh = run(send(app, "POST", "/hooks/github", content=gh_body, headers=github_headers(gh_body)))
+    first_gl = run(send(app, "POST", "/hooks/gitlab", content=gl_body, headers=gitlab_headers()))
+    assert (first_gh.status_code, first_gl.status_code) == (202, 202)
+    # No timestamp in either scheme: a replay is answered with the first run, however late.
+    again_gh = run(send(app, "POST", "/hooks/github", content=gh_body, headers=github_headers(gh_body)))
+    again_gl = run(send(app, "POST", "/hooks/gitlab", content=gl_body,
+                        headers={**gitlab_headers(), "idempotency-key": "forged"}))
+    assert (again_gh.status_code, again_gl.status_code) == (200, 200)
+    assert again_gh.json()["flow_run_id"] == first_gh.json()["flow_run_id"]
+    assert again_gl.json()["flow_run_id"] == first_gl.json()["flow_run_id"]
+    assert len(starter.runs) == 2
+
+
+def test_generic_same_body_with_a_new_timestamp_is_a_new_delivery():
+    app, starter = make()
+    now = int(time.time())
+    first = post_generic(app, delivery="job-1", timestamp=now - 10)
+    second = post_generic(app, delivery="job-1", timestamp=now)  # re-signed: the sender means it again
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert len(starter.runs) == 2
+
+
+def test_simultaneous_copies_with_different_delivery_ids_start_one_run():
+    app, starter = make(InMemoryStarter(delay_seconds=0.05))
+    body = body_of(RELEASE)
+    headers = generic_headers(body)
+
+    async def copies():
+        return await asyncio.gather(*(send(app, "POST", "/hooks/generic", content=body,
+                                           headers={**headers, "x-canaryflow-delivery": f"copy-{n}"})
+                                      for n in range(8)))
+
+    answers = run(copies())
+    assert sorted(a.status_code for a in answers) == [200] * 7 + [202]
+    assert len({a.json()["flow_run_id"] for a in answers}) == 1 and len(starter.runs) == 1
+    assert len(app.state.receiver.reservations) == 0
+
+
+def _deployment_with(**deployment):
+    return {"action": "created", "repository": {"name": "checkout"}, "deployment": deployment}
+
+
+def _pipeline_with(**attributes):
+    return {"project": {"name": "checkout"}, "object_attributes": {"status": "success", "sha": "1" * 40,
+                                                                  **attributes}}
+
+
+HOSTILE_SIGNED = [
+    # (route, event, raw body, expected status) — each answered 4xx, none starting a run
+    ("generic", None, b'{"service": "checkout", "version": "v2", "spec": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 400),
+    ("github", "deployment", b"[" * 200_000, 400),
+    ("github", "deployment", body_of({"repository": {"name": "checkout"}, "deployment": "prod"}), 422),
+    ("github", "deployment", body_of({"repository": {"name": "checkout"}, "deployment": ["prod"]}), 422),
+    ("github", "deployment", body_of({"repository": {"name": "checkout"}, "deployment": 3}), 422),
+    ("gitlab", "Pipeline Hook", body_of({"project": {"name": "checkout"}, "object_attributes": "x"}), 422),
+    ("gitlab", "Pipeline Hook", body_of({"project": {"name": "checkout"}, "object_attributes": [1]}), 422),
+    ("gitlab", "Pipeline Hook", body_of(_pipeline_with(variables=7)), 422),
+    ("gitlab", "Pipeline Hook", body_of(_pipeline_with(variables=[{"key": ["k"]}])), 422),
+    ("generic", None, b'{"service": "\\ud800", "version": "v2"}', 400),
+    ("generic", None, b'{"service": "checkout", "version": "v2", "\\udc00": 1}', 400),
+    ("generic", None, b'{"service": "checkout", "version": "v2", "image": NaN}', 400),
+    ("generic", None, b'{"service": "checkout", "version": "v2", "image": Infinity}', 400),
+    ("generic", None, b'{"service": "checkout", "version": "v2", "spec": {"step_wait_seconds": 1e999}}', 400),
+    ("generic", None, b'{"service": "checkout", "version": "v2", "spec": {"step_wait_seconds": "Infinity"}}', 422),
+    ("github", "deployment", b'{"repository": {"name": "checkout"}, "deployment": {"environment": "staging", '
+                             b'"sha": "abc", "payload": {"image": NaN}}}', 400),
+    ("github", "deployment", b'{"repository": {"name": "checkout"}, "deployment": {"environment": "staging", '
+                             b'"sha": "abc", "payload": {"image": "\\ud800"}}}', 400),
+    ("github", "deployment", body_of(_deployment_with(environment="staging", sha="abc", payload={"image": {"a": 1}})),
+     422),
+    ("github", "deployment", body_of(_deployment_with(environment="staging", sha="abc", payload={"image": 42})), 422),
+    ("github", "deployment", body_of(_deployment_with(environment="staging", sha="abc",
+                                                      payload='{"image": Infinity}')), 422),
+    ("gitlab", "Pipeline Hook", b'{"project": {"name": "checkout"}, "object_attributes": {"status": "success", '
+                                b'"sha": "abc", "variables": [{"key": "CANARYFLOW_IMAGE", "value": "\\udbff"}]}}', 400),
+    ("gitlab", "Pipeline Hook", body_of(_pipeline_with(variables=[{"key": "CANARYFLOW_IMAGE", "value": "no image"}])),
+     422),
+    ("generic", None, body_of({"service": "checkout", "version": "v2", "image": ["ghcr.io/a/b:1"]}), 422),
+    ("generic", None, body_of({"service": "checkout", "version": "v2", "spec": {"min_canary_requests": 2**60}}), 400),
+]
+
+
+def _signed(route: str, event: str | None, body: bytes) -> dict[str, str]:
+    if route == "github":
+        return github_headers(body, event=event)
+    if route == "gitlab":
+        return gitlab_headers(event=event)
+    return generic_headers(body)
+
+
+def test_hostile_signed_deliveries_are_answered_4xx_with_a_reason_and_start_nothing():
+    app, starter = make()
+    for route, event, body, status in HOSTILE_SIGNED:
+        response = run(send(app, "POST", f"/hooks/{route}", content=body, headers=_signed(route, event, body)))
+        assert response.status_code == status, (route, body[:120], response.text)
+        assert response.json()["error"] and response.content.isascii()
+    assert starter.runs == {}
+
+
+def test_text_from_the_payload_is_echoed_escaped():
+    app, starter = make()
+    body = body_of({"ref": "x", "repository": {"name": "checkout"}})
+    response = run(send(app, "POST", "/hooks/github", content=body,
+                        headers={**github_headers(body), "x-github-event": "caf\u00e9".encode("latin-1")}))
+    assert response.status_code == 202 and "\\u00e9" in response.text and response.content.isascii()
+    assert response.json()["ignored"].startswith("GitHub event 'café'")
+
+
+def test_a_body_that_never_arrives_is_cut_off_at_the_deadline_with_408():
+    app, starter = make(body_timeout_seconds=0.2)
+    body = body_of(RELEASE)
+    status, answer, pulled = _raw_asgi_post(app, "/hooks/generic", generic_headers(body), [body[:10], body[10:20]],
+                                            complete=False)  # then never sends the rest
+    assert status == 408 and b"not received within 0.2 s" in answer and pulled == 20
+    assert starter.runs == {}
+
+
+def test_a_request_head_over_the_cap_is_431_before_anything_else():
+    app, starter = make(max_header_bytes=2048)
+    body = body_of(RELEASE)
+    response = run(send(app, "POST", "/hooks/generic", content=body,
+                        headers={**generic_headers(body), "x-padding": "p" * 2048}))
+    assert response.status_code == 431 and response.headers["connection"] == "close"
+    assert starter.runs == {}

@@ -48,3 +48,17 @@ def test_base_spec_file(tmp_path):
     assert WebhookConfig(base_spec=path).load_base_spec() == {"environment": "production", "step_wait_seconds": 30}
     with pytest.raises(ConfigError):
         WebhookConfig(base_spec=tmp_path / "missing.yaml").load_base_spec()
+
+
+def test_connection_limits_have_documented_defaults_and_refuse_non_finite_values(monkeypatch):
+    config = WebhookConfig()
+    assert (config.body_timeout_seconds, config.header_timeout_seconds, config.max_header_bytes,
+            config.max_connections, config.keep_alive_seconds, config.max_json_depth, config.max_alerts) == (
+        10, 10, 16 * 1024, 100, 5, 32, 100)
+    for variable in ("CANARYFLOW_WEBHOOK_BODY_TIMEOUT_SECONDS", "CANARYFLOW_WEBHOOK_START_TIMEOUT_SECONDS"):
+        for value in ("inf", "nan"):
+            monkeypatch.setenv(variable, value)
+            with pytest.raises(ValidationError):
+                WebhookConfig()
+        monkeypatch.delenv(variable)
+

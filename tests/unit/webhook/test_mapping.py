@@ -113,3 +113,80 @@ def test_base_spec_lies_under_overrides_and_mapped_values():
     assert spec.thresholds.max_error_rate == 0.002 and spec.thresholds.max_p95_latency_ms == 150
     assert build_spec(map_generic({"service": "checkout", "version": "v9", "environment": "staging"}),
                       base).environment.value == "staging"
+
+
+@pytest.mark.parametrize("event, payload, field", [
+    ("deployment", {**REPO, "deployment": "production"}, "deployment"),
+    ("deployment", {**REPO, "deployment": ["production"]}, "deployment"),
+    ("deployment", {**REPO, "deployment": 7}, "deployment"),
+    ("deployment", {**REPO, "deployment": {"environment": ["staging"], "sha": SHA}}, "deployment.environment"),
+    ("deployment", {**REPO, "deployment": {"environment": "staging", "sha": 12}}, "deployment.sha"),
+    ("deployment", {**REPO, "deployment": {"environment": "staging", "sha": SHA, "payload": {"service": ["x"]}}},
+     "deployment.payload.service"),
+    ("deployment", {"repository": {"name": {"x": 1}}, "deployment": {"environment": "staging", "sha": SHA}},
+     "repository.name"),
+    ("deployment", {**REPO, "deployment": {"environment": "staging", "sha": SHA, "payload": '{"a": NaN}'}},
+     "deployment.payload"),
+    ("release", {**REPO, "action": "published", "release": {"tag_name": 1.5}}, "release.tag_name"),
+    ("registry_package", {"action": "published", "registry_package": "checkout"}, "registry_package"),
+    ("registry_package", {"action": "published", "registry_package": {"name": "checkout", "package_version": {
+        "version": ["v1"]}}}, "registry_package.package_version.version"),
+    ("workflow_run", {**REPO, "action": "completed", "workflow_run": [1]}, "workflow_run"),
+])
+def test_github_fields_of_the_wrong_json_type_are_unmappable_naming_the_field(event, payload, field):
+    with pytest.raises(UnmappablePayload) as info:
+        map_github(event, payload)
+    assert info.value.fields == (field,)
+
+
+@pytest.mark.parametrize("attributes, field", [
+    ("success", "object_attributes"),
+    ({"status": "success", "sha": SHA, "variables": "CANARYFLOW_SERVICE=x"}, "object_attributes.variables"),
+    ({"status": "success", "sha": SHA, "variables": 3}, "object_attributes.variables"),
+    ({"status": "success", "sha": SHA, "variables": [["CANARYFLOW_SERVICE", "x"]]}, "object_attributes.variables"),
+    ({"status": "success", "sha": SHA, "variables": [{"key": ["k"], "value": "x"}]}, "object_attributes.variables"),
+    ({"status": "success", "sha": SHA, "variables": [{"key": "CANARYFLOW_VERSION", "value": {"v": 1}}]},
+     "object_attributes.variables.CANARYFLOW_VERSION.value"),
+    ({"status": "success", "tag": True, "ref": ["v1"], "sha": SHA}, "object_attributes.ref"),
+])
+def test_gitlab_fields_of_the_wrong_json_type_are_unmappable_naming_the_field(attributes, field):
+    payload = {"project": {"name": "checkout"}, "object_attributes": attributes}
+    with pytest.raises(UnmappablePayload) as info:
+        map_gitlab("Pipeline Hook", payload)
+    assert info.value.fields == (field,)
+
+
+def test_gitlab_variables_other_than_ours_are_left_alone():
+    payload = {"project": {"name": "checkout"}, "object_attributes": {
+        "status": "success", "sha": SHA, "variables": [{"key": "UNRELATED", "value": {"any": "shape"}},
+                                                        {"key": "CANARYFLOW_SERVICE", "value": "orders"}]}}
+    assert map_gitlab("Pipeline Hook", payload).service == "orders"
+
+
+BAD_IMAGES = [{"ref": "x"}, 5, 1.5, True, ["ghcr.io/a/b:1"], "not an image", "ghcr.io/acme/app:\ud800", "A:1"]
+
+
+@pytest.mark.parametrize("image", BAD_IMAGES, ids=repr)
+def test_image_must_be_an_oci_reference_on_every_route(image):
+    deployment = {**REPO, "deployment": {"environment": "staging", "sha": SHA, "payload": {"image": image}}}
+    package = {"action": "published", "registry_package": {"name": "checkout", "package_version": {
+        "container_metadata": {"tag": {"name": "v7"}}, "package_url": image}}}
+    pipeline = {"project": {"name": "checkout"}, "object_attributes": {
+        "status": "success", "sha": SHA, "variables": [{"key": "CANARYFLOW_IMAGE", "value": image}]}}
+    cases = [
+        (lambda: map_github("deployment", deployment), "deployment.payload.image"),
+        (lambda: map_github("registry_package", package), "registry_package.package_version.package_url"),
+        (lambda: map_generic({"service": "checkout", "version": "v1", "image": image}), "image"),
+    ]
+    if isinstance(image, str):  # a pipeline variable is text; another type fails as a variable first
+        cases.append((lambda: map_gitlab("Pipeline Hook", pipeline), "object_attributes.variables.CANARYFLOW_IMAGE"))
+    for mapping, field in cases:
+        with pytest.raises(UnmappablePayload) as info:
+            mapping()
+        assert info.value.fields == (field,)
+        assert "OCI image reference" in str(info.value)
+
+
+def test_ignored_reasons_quote_payload_values_briefly():
+    ignored = map_github("release", {**REPO, "action": "x" * 10_000, "release": {}})
+    assert isinstance(ignored, Ignored) and len(ignored.reason) < 120

@@ -88,3 +88,16 @@ def test_reasons_never_carry_secret_or_signature():
     ]
     for result in results:
         assert "hunter2" not in result.reason and header[7:] not in result.reason
+
+
+def test_a_signature_has_one_spelling_whitespace_inside_makes_it_none():
+    digest = GITHUB_EXPECTED[7:]
+    assert sig.given_digest(GITHUB_EXPECTED) == digest
+    assert sig.given_digest("sha256=" + digest.upper()) == digest  # hex case: one canonical form
+    assert sig.given_digest(" \t" + GITHUB_EXPECTED + "\t ") == digest  # HTTP's optional whitespace
+    for inside in (" ", "\t", "\xa0", "\r\n ", "\u3000"):
+        header = "sha256=" + inside + digest
+        assert sig.given_digest(header) is None, repr(inside)
+        assert sig.verify_github(GITHUB_SECRET, header, GITHUB_PAYLOAD).outcome is Outcome.INVALID
+    assert sig.given_digest("sha256=" + digest + "00") is None
+    assert sig.given_digest("sha256=" + "\uff10" * 64) is None  # full-width digits are not hex

@@ -1,9 +1,8 @@
-"""Token bucket and replay guard with a fake clock."""
+"""Token bucket with a fake clock."""
 
 from __future__ import annotations
 
 from canaryflow.webhook.ratelimit import TokenBucketLimiter
-from canaryflow.webhook.replay import ReplayGuard
 
 
 class Clock:
@@ -42,24 +41,3 @@ def test_zero_rate_disables():
     limiter = TokenBucketLimiter(rate=0, burst=0)
     assert not limiter.enabled
     assert all(limiter.acquire("a") == 0.0 for _ in range(100))
-
-
-def test_replay_guard_remembers_first_key_until_ttl():
-    clock = Clock()
-    guard = ReplayGuard(60, clock=clock)
-    fp = ReplayGuard.fingerprint("generic", b"sha256=abc")
-    assert fp != ReplayGuard.fingerprint("github", b"sha256=abc")
-    assert guard.key_for(fp) is None
-    guard.remember(fp, "generic:run-1")
-    clock.now += 59
-    assert guard.key_for(fp) == "generic:run-1"
-    clock.now += 2
-    assert guard.key_for(fp) is None
-
-
-def test_replay_guard_bounded():
-    guard = ReplayGuard(3600, max_entries=3, clock=Clock())
-    for i in range(10):
-        guard.remember(f"fp{i}", f"k{i}")
-    assert guard.key_for("fp0") is None and guard.key_for("fp9") == "k9"
-    assert len(guard._seen) == 3
