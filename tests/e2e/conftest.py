@@ -89,7 +89,9 @@ def cli_env(prefect_server: Any, **extra: str) -> dict[str, str]:
     """The environment a worker gives a flow run: this checkout, the test server, the local stack
     variables the test set with monkeypatch (they are in os.environ)."""
     return {**os.environ, "PREFECT_API_URL": prefect_server.api_url, "CANARYFLOW_CHECKOUT": str(ROOT),
-            "PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
+            "PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # A test's worker asks for scheduled runs every 2 s, not 10: the test is waiting on it.
+            "PREFECT_WORKER_QUERY_SECONDS": "2", **extra}
 
 
 #: API URLs of the servers prefect.yaml's deployments are registered on (once per server).

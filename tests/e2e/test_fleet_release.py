@@ -44,6 +44,7 @@ def worker(prefect_server, deployments, fleet_stack, tmp_path):
 @pytest.mark.timeout(600)  # three releases and a worker's start on two shared cores
 def test_a_rolled_back_service_stops_the_later_waves(fleet_stack, worker, prefect_server):
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     shared = {k: v for k, v in FAST_SPEC.items() if k not in ("service", "version", "environment")}
     spec = {"version": "v2", "environment": "production", "services": ["alpha", "beta", "gamma"],
@@ -52,9 +53,11 @@ def test_a_rolled_back_service_stops_the_later_waves(fleet_stack, worker, prefec
     state = canary_fleet(spec, return_state=True)
     assert state.is_failed(), state.message
     assert "rolled_back; not attempted: gamma" in state.message
-    with get_client(sync_client=True) as client:
-        children = client.read_flow_runs()
-        parent = client.read_flow_run(state.state_details.flow_run_id)
+    fleet_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:  # the server is shared: only this fleet run's children
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[fleet_run_id])))
+        parent = client.read_flow_run(fleet_run_id)
     releases = {r.name: r for r in children if r.name.startswith("release/")}
     assert set(releases) == {"release/alpha/v2/production", "release/beta/v2/production"}
     assert releases["release/alpha/v2/production"].state.is_completed()
