@@ -94,6 +94,26 @@ def cli_env(prefect_server: Any, **extra: str) -> dict[str, str]:
             "PREFECT_WORKER_QUERY_SECONDS": "2", **extra}
 
 
+def crash_releases_left_running(service: str = "checkout") -> list[str]:
+    """Mark Crashed the release runs of ``service`` still Running after a test killed their process.
+
+    A SIGKILLed release stays Running in Prefect until the reconcile deployment's ``--stale-after``
+    passes; the next test on this worker's server would find it, and a verb or a rollback would
+    wait for it to answer. Ids of the runs ended."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(like_=f"release/{service}/"),
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
+        for run in runs:
+            client.set_flow_run_state(run.id, Crashed(message="its process was killed by the test"), force=True)
+    return [str(run.id) for run in runs]
+
+
 #: API URLs of the servers prefect.yaml's deployments are registered on (once per server).
 _DEPLOYED_ON: set[str] = set()
 

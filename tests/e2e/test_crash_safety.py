@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from canaryflow.pipeline_metrics import fetch_group
-from tests.e2e.conftest import FAST_SPEC, controller_state
+from tests.e2e.conftest import FAST_SPEC, controller_state, crash_releases_left_running
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +74,7 @@ def release_process(stack, prefect_server, tmp_path) -> Iterator[Callable[[], su
 
     with get_client(sync_client=True) as client:
         client.delete_global_concurrency_limit_by_name(lock_name("checkout"))
+    crash_releases_left_running("checkout")
 
 
 def release_log(tmp_path: Path) -> str:

@@ -24,7 +24,7 @@ from canaryflow.kube.routers import ORIGINAL_SPEC_ANNOTATION
 from canaryflow.local.stack import LocalStack
 from canaryflow.release import ReleaseRolledBack
 from flows.release import canary_release
-from tests.e2e.conftest import FAST_SPEC, controller_state, prom_value, weights_seen
+from tests.e2e.conftest import FAST_SPEC, controller_state, crash_releases_left_running, prom_value, weights_seen
 from tests.emulators.kube import KubeEmulator
 from tests.emulators.kube.dataplane import Dataplane
 from tests.integration.kube.conftest import (
@@ -283,7 +283,7 @@ def test_missing_permission_fails_naming_it_and_leaves_traffic_on_stable(datapla
 # reconciler are tested on every router against the emulator in tests/integration/kube/test_lease.py.
 @pytest.mark.parametrize("router", ["istio"])
 def test_sigkill_at_fifty_percent_is_restored_by_one_reconcile_after_the_lease(dataplane, prefect_server, monkeypatch,
-                                                                                router, tmp_path):
+                                                                                router, tmp_path, request):
     """The flow runs in its own process (a worker pod) and is SIGKILLed at 50 %: no hook runs, the
     run stays Running in Prefect. While it lives, reconcile leaves it; after its lease plus one
     reconcile, users are on 100 % stable and the rollback is counted as lease_expired."""
@@ -293,6 +293,8 @@ def test_sigkill_at_fifty_percent_is_restored_by_one_reconcile_after_the_lease(d
     import sys
 
     from canaryflow.reconcile import PrefectRunStates, Reconciler, push_rollback
+
+    request.addfinalizer(crash_releases_left_running)  # the killed run would stay Running for later tests
     from canaryflow.kube.client import KubeApi
     from canaryflow.settings import get_settings
     from tasks.locks import lock_name
