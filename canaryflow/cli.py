@@ -377,10 +377,35 @@ def local_versions(catalog: Annotated[Optional[Path], typer.Option(help="Version
     """List the versions of the catalogue and how each behaves."""
     from canaryflow.local.catalog import load_catalog
 
+    from rich.table import Table
+
     cat = load_catalog(catalog)
+    table = Table(title=f"versions of {escape(cat.service)}")
+    for column in ("version", "errors", "p50", "p95", "also"):
+        table.add_column(column, justify="right" if column in ("errors", "p50", "p95") else "left")
     for name in cat.names:
-        behaviour = cat.version(name).model_dump(exclude_defaults=True) or "healthy defaults"
-        console.print(f"[bold]{name}[/bold]: {escape(str(behaviour))}")
+        table.add_row(*version_row(name, cat.version(name)))
+    console.print(table)
+
+
+def version_row(name: str, version: Any) -> tuple[str, str, str, str, str]:
+    """One line of ``local versions``: the error rate, the latency quantiles, and what else differs."""
+    latency = version.latency_ms
+    also = []
+    if version.slow is not None:
+        also.append(f"{version.slow.fraction:.0%} of requests +{version.slow.extra_ms:g} ms")
+    also += [f"{path} answers {fault.status}" + (f" in {fault.latency_ms:g} ms" if fault.latency_ms is not None else "")
+             for path, fault in version.faults.items()]
+    if version.readiness_delay_s:
+        also.append(f"ready after {version.readiness_delay_s:g} s")
+    if version.crash_on_start:
+        also.append("crashes on start")
+    if version.crash_after_s is not None:
+        also.append(f"exits {version.crash_after_s:g} s after start")
+    return (escape(name), f"{version.error_rate:.2%}",
+            f"{latency.p50:g} ms" if latency is not None else "default",
+            f"{latency.p95:g} ms" if latency is not None else "default",
+            escape("; ".join(also)))
 
 
 @local_app.command("up")

@@ -47,14 +47,15 @@ def await_approval(run: ReleaseRun, weight: int) -> tuple[bool, str]:
     log = get_run_logger()
     gate = run.spec.approval
     record = run.begin("approval", weight)
-    log.warning("waiting up to %d s for approval to send 100%% of traffic to %s %s "
-                "(resume in the UI, or: canaryflow approve|reject <flow-run-id>)",
-                gate.timeout_seconds, run.spec.service, run.spec.version)
-    timeout_answer = f"no approval within {gate.timeout_seconds} s"
     api = prefect_api(run)
+    run_id = str(api.flow_run_id())
+    log.warning("waiting up to %d s for approval to send 100%% of traffic to %s %s "
+                "(resume in the UI, or: canaryflow approve %s / canaryflow reject %s)",
+                gate.timeout_seconds, run.spec.service, run.spec.version, run_id, run_id)
+    timeout_answer = f"no approval within {gate.timeout_seconds} s"
     try:
         with weight_held(run.platform, weight, lease_seconds=run.lease_seconds), \
-                _reject_at_deadline(api, str(api.flow_run_id()), gate.timeout_seconds, timeout_answer):
+                _reject_at_deadline(api, run_id, gate.timeout_seconds, timeout_answer):
             answer = api.pause_flow_run(wait_for_input=Approval, timeout=gate.timeout_seconds + PAUSE_MARGIN_SECONDS,
                                     poll_interval=gate.poll_seconds, key="approval")
     except FlowPauseTimeout:  # the deadline answer itself could not be delivered

@@ -150,10 +150,12 @@ def release_answered_by(answer: Callable[[str], None], spec: dict[str, Any]) -> 
     return state, state.result(raise_on_failure=False)
 
 
-def test_approved_from_the_cli_goes_on_to_full_traffic(prefect_server, stack):
+def test_approved_from_the_cli_goes_on_to_full_traffic(prefect_server, stack, caplog):
     weights_while_paused: list[int] = []
+    paused: list[str] = []
 
     def approve_from_cli(run_id: str) -> None:
+        paused.append(run_id)
         time.sleep(13)  # more than two leases: the gate must keep renewing the canary's weight
         weights_while_paused.append(controller_state(stack)["canary_weight"])
         cli = subprocess.run([sys.executable, "-m", "canaryflow", "approve", run_id, "--reason",
@@ -167,6 +169,8 @@ def test_approved_from_the_cli_goes_on_to_full_traffic(prefect_server, stack):
     assert weights_seen(controller_state(stack)) == [10, 50, 100, 0]
     gate = next(s for s in summary["steps"] if s["stage"] == "approval")
     assert gate["outcome"] == "approved" and gate["detail"] == "approved by sre-on-call: dashboards look fine"
+    # The log says the very commands to answer with, this run's id in them.
+    assert f"canaryflow approve {paused[0]} / canaryflow reject {paused[0]}" in caplog.text
 
 
 def test_rejected_rolls_back_with_reason_manual(prefect_server, stack):

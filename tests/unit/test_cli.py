@@ -30,6 +30,20 @@ def test_local_versions_lists_the_catalogue():
     assert result.exit_code == 0
     for name in ("v1", "v2", "v3-errors", "v3-slow", "v3-smoke-broken", "v3-never-ready", "v3-crash"):
         assert name in result.output
+    assert "{" not in result.output  # a table, not Python dicts
+
+
+def test_a_version_row_says_how_the_version_behaves():
+    from canaryflow.cli import version_row
+    from canaryflow.local.catalog import VersionSpec
+
+    assert version_row("v1", VersionSpec(error_rate=0.001, latency_ms={"p50": 20, "p95": 45})) == \
+        ("v1", "0.10%", "20 ms", "45 ms", "")
+    odd = VersionSpec(slow={"fraction": 0.05, "extra_ms": 300}, faults={"/api/health": {"status": 503}},
+                      readiness_delay_s=5, crash_after_s=10)
+    assert version_row("odd", odd) == ("odd", "0.00%", "default", "default",
+                                       "5% of requests +300 ms; /api/health answers 503; ready after 5 s; "
+                                       "exits 10 s after start")
 
 
 def test_every_command_has_help():
