@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.detection_rules import Outcome, release_of, rules, spec_for  # noqa: E402
+from benchmarks.detection_rules import DEFAULT_INTERVAL, Outcome, release_of, rules, spec_for  # noqa: E402
 from benchmarks.detection_traffic import HISTORY_SECONDS, TICK, Scenario, draw, run_rng, scenarios  # noqa: E402
 
 HEALTHY_RUNS, DETECTION_RUNS = 5000, 1000
@@ -45,6 +45,7 @@ SHORT_REASON = {"high_error_rate": "err", "high_latency": "lat", "insufficient_d
                 "metrics_unavailable": "nodata", "traffic_mismatch": "split"}
 FAMILIES = ("errors", "latency", "robustness")
 STEPS = release_of(spec_for("production")).steps
+
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -291,8 +292,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scenario", action="append", default=[], metavar="NAME",
                         help="only this scenario (repeatable); names: "
                         + ", ".join(s.name for s in scenarios()).replace("%", "%%"))
-    parser.add_argument("--interval", type=float, default=30.0,
-                        help=f"the new judge's analysis interval in s (a multiple of {TICK}; default the spec's 30)")
+    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL,
+                        help=f"the new judge's analysis interval in s (a multiple of {TICK}; default the spec's "
+                             f"{DEFAULT_INTERVAL:g})")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="also write the tables as markdown")
     parser.add_argument("--live", type=int, metavar="N", help="run N healthy and N bad releases on the local platform")

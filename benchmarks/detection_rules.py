@@ -56,15 +56,20 @@ SERVICE, CANARY, BASELINE = "checkout", "v2", "v1"
 WINDOW = 60  # seconds: rate(...[1m])
 PEER_INTERVAL = 60  # Flagger's and Argo's analysis interval
 PROMOTED = "promoted"
+DEFAULT_INTERVAL = ReleaseSpec.model_fields["analysis_interval_seconds"].default
 
-#: A rule's course so far: (step index, seconds spent at it), the last one the current step.
+#: A rule's course so far: (step index, seconds spent at it) end to end on the release clock, the
+#: last one the current step (a step back makes a step appear again, later).
 Segments = Sequence[tuple[int, int]]
 
 
-def spec_for(environment: str, *, interval: float = 30) -> ReleaseSpec:
-    """The default spec of the environment: the thresholds and shape every rule uses."""
-    return validate_spec({"service": SERVICE, "version": CANARY, "environment": environment,
-                          "analysis_interval_seconds": interval})
+def spec_for(environment: str, *, interval: float | None = None) -> ReleaseSpec:
+    """The default spec of the environment: the thresholds and shape every rule uses (``interval``:
+    the new judge's analysis interval, default the spec's)."""
+    fields = {"service": SERVICE, "version": CANARY, "environment": environment}
+    if interval is not None:
+        fields["analysis_interval_seconds"] = interval
+    return validate_spec(fields)
 
 
 def release_of(spec: ReleaseSpec) -> Release:
@@ -91,7 +96,7 @@ def span(cum: np.ndarray, segments: Segments, t0: float, t1: float) -> np.ndarra
     for step, seconds in segments:
         a, b = max(t0, start), min(t1, start + seconds)
         if a < b:
-            total = total + cum[step, int(b - start) // TICK] - cum[step, int(a - start) // TICK]
+            total = total + cum[step, int(b) // TICK] - cum[step, int(a) // TICK]
         start += seconds
     return total
 
@@ -200,36 +205,39 @@ def argo_rule(traffic: Traffic, limits: Limits, *, failure_limit: int = 0) -> Ou
 
 # -- canaryflow's rules: the flow's step loop ---------------------------------------------------
 
-#: One round of a rule that holds: (step index, seconds into the step, finished steps' seconds)
+#: One round of a rule that holds: (step index, seconds into the step, the course before this step)
 #: -> (action, reason).
-RoundRule = Callable[[int, int, list[int]], tuple[Action, str]]
+RoundRule = Callable[[int, int, list[tuple[int, int]]], tuple[Action, str]]
 
 
 def through_steps(traffic: Traffic, interval: float, judge_round: RoundRule) -> Outcome:
-    """``analyse_step`` of flows/release.py, on the simulated clock: a round at once, then every
-    interval (one landing on the end of the wait), holding until the rule stops holding."""
-    release, done = traffic.release, []
-    for k in range(len(release.steps)):
+    """``_steps`` and ``analyse_step`` of flows/release.py, on the simulated clock: a round at once,
+    then every interval (one landing on the end of the wait), holding until the rule stops holding;
+    a step back goes to the previous step, a pass to the next."""
+    release, done, k = traffic.release, [], 0
+    while k < len(release.steps):
         elapsed = 0
         while True:
             action, reason = judge_round(k, elapsed, done)
             if action is not Action.HOLD:
                 break
             elapsed = int(round(elapsed + next_pause(elapsed=elapsed, wait=release.wait, interval=interval)))
-        segments = [*enumerate(done), (k, elapsed)]
+        done.append((k, elapsed))
         if action is Action.ROLLBACK:
-            return ended(traffic.canary, segments, rolled_back=True, reason=reason)
-        done.append(elapsed)
-    return ended(traffic.canary, list(enumerate(done)), rolled_back=False, reason=PROMOTED)
+            return ended(traffic.canary, done, rolled_back=True, reason=reason)
+        if action is Action.PROMOTE:
+            break
+        k = k - 1 if action is Action.STEP_BACK else k + 1
+    return ended(traffic.canary, done, rolled_back=False, reason=PROMOTED)
 
 
 def previous_rule(traffic: Traffic, limits: Limits, *, interval: float = 30, min_requests: int = 50) -> Outcome:
     """canaryflow at 5bf4b4c: windowed thresholds every round, any FAIL rolls back (module doc)."""
     release, arm = traffic.release, traffic.canary
 
-    def judge_round(k: int, elapsed: int, done: list[int]) -> tuple[Action, str]:
-        segments = [*enumerate(done), (k, elapsed)]
-        age = sum(done) + elapsed
+    def judge_round(k: int, elapsed: int, done: list[tuple[int, int]]) -> tuple[Action, str]:
+        segments = [*done, (k, elapsed)]
+        age = sum(s for _, s in done) + elapsed
         requests, failed = window_check(arm, segments, age, limits, length=min(WINDOW, max(1, age)))
         if requests >= min_requests and failed:
             return Action.ROLLBACK, failed
@@ -267,12 +275,10 @@ class SimulatedPrometheus:
     @staticmethod
     def _served(arm: Arm, segments: Segments, requests: int, errors: int, buckets: np.ndarray
                 ) -> tuple[int, int, np.ndarray]:
-        for step, seconds in segments:
-            tick = seconds // TICK
-            requests += int(arm.cum_requests[step, tick])
-            errors += int(arm.cum_errors[step, tick])
-            buckets = buckets + arm.cum_buckets[step, tick]
-        return requests, errors, np.cumsum(buckets)
+        end = sum(seconds for _, seconds in segments)
+        requests += int(span(arm.cum_requests, segments, 0, end))
+        errors += int(span(arm.cum_errors, segments, 0, end))
+        return requests, errors, np.cumsum(buckets + span(arm.cum_buckets, segments, 0, end))
 
     def query_series(self, promql: str, *, at: float | None = None) -> SeriesResult:
         if promql.startswith("timestamp("):  # every simulated target is scraped at the evaluation time
@@ -300,11 +306,11 @@ def new_judge(traffic: Traffic, spec: ReleaseSpec) -> Outcome:
     analysis.start(at=0.0)
     policy, rounds = policy_for(spec), []
 
-    def judge_round(k: int, elapsed: int, done: list[int]) -> tuple[Action, str]:
-        source.move_to([*enumerate(done), (k, elapsed)])
-        now = float(sum(done) + elapsed)
-        measurements = analysis.round(step_index=k, expected_share=spec.steps[k] / 100, at=now,
-                                      weight_set_at=float(sum(done)))
+    def judge_round(k: int, elapsed: int, done: list[tuple[int, int]]) -> tuple[Action, str]:
+        source.move_to([*done, (k, elapsed)])
+        before = float(sum(s for _, s in done))
+        measurements = analysis.round(step_index=k, expected_share=spec.steps[k] / 100, at=before + elapsed,
+                                      weight_set_at=before)
         rounds.append(Round(k, float(elapsed), measurements))
         decision = decide(policy, step_index=k, elapsed=float(elapsed), rounds=rounds)
         return decision.action, decision.reason.value
@@ -318,8 +324,10 @@ class Rule:
     judge: Callable[[Traffic, ReleaseSpec], Outcome]
 
 
-def rules(*, interval: float = 30) -> tuple[Rule, ...]:
-    """The columns' rules in print order; ``interval`` is the new judge's analysis interval."""
+def rules(*, interval: float | None = None) -> tuple[Rule, ...]:
+    """The columns' rules in print order; ``interval`` is the new judge's analysis interval (default
+    the spec's)."""
+    interval = DEFAULT_INTERVAL if interval is None else interval
     def limits(spec: ReleaseSpec) -> Limits:
         return Limits.of(spec)
 
@@ -334,6 +342,6 @@ def rules(*, interval: float = 30) -> tuple[Rule, ...]:
         Rule("Flagger threshold 5", lambda t, s: flagger_rule(t, limits(s), threshold=5)),
         Rule("Argo failureLimit 0", lambda t, s: argo_rule(t, limits(s))),
         Rule("canaryflow previous", lambda t, s: previous_rule(t, limits(s))),
-        Rule(f"canaryflow new judge{'' if interval == 30 else f' ({interval:g} s rounds)'}",
+        Rule(f"canaryflow new judge{'' if interval == DEFAULT_INTERVAL else f' ({interval:g} s rounds)'}",
              lambda t, s: new_judge(t, judged(s))),
     )

@@ -8,12 +8,14 @@ rest, nothing at 100 %), each request fails independently (binomial errors; an i
 both versions' rate at once) and takes a log-normal latency fitted to the catalogue's v1 (p50 20 ms,
 p95 45 ms), binned into the demo service's histogram buckets.
 
-Counts are laid out per step, in ticks of ``TICK`` seconds since the step started, for the
-step's wait plus the spec's hold limit: a rule that holds at a step reads further into that step's
-array, a rule that moves on reads the next step's from its first tick. Every rule looks at the
-counts on multiples of ``TICK`` (rounds every 30 s, windows of 1 m), so a tick is as good as a
-second and five times cheaper to draw. Time-dependent effects (the incident, the traffic swing)
-are placed on the nominal release clock, step k second s = k * wait + s.
+Counts are laid out per step weight, in ticks of ``TICK`` seconds of release time, over the
+longest course a rule can take (every step held to its limit, and one step back with its way up
+again): the same arrivals split at each weight, so a rule reads, for each stretch of its course,
+the row of the weight it was at. A rule that holds reads further along its row, a rule that moves
+on reads the next row from where it is in time, and a rule that steps back reads the previous row
+again, later. Every rule looks at the counts on multiples of ``TICK`` (rounds every 10 s or more,
+windows of 1 m), so a tick is as good as a second and five times cheaper to draw. Time-dependent
+effects (the incident, the traffic swing) are placed on the release clock, the same for every rule.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ class Release:
     @property
     def nominal_seconds(self) -> int:
         return len(self.steps) * self.wait
+
+    @property
+    def horizon_ticks(self) -> int:
+        """Ticks of the longest course: each step held to its limit, plus a step back and up again."""
+        return (len(self.steps) + 2) * self.step_ticks
 
 
 @dataclass(frozen=True)
@@ -134,14 +141,14 @@ def scenarios() -> tuple[Scenario, ...]:
 class Arm:
     """What one version served, per step and tick: requests, errors, latency per bucket.
 
-    ``buckets[k, i, b]`` counts the requests of tick i of step k whose latency fell in bucket b
-    (not cumulative: between ``BOUNDS[b-1]`` and ``BOUNDS[b]``). The ``cum_*`` arrays are running
-    sums along the ticks with a leading zero, so any interval of a step is one subtraction.
+    ``buckets[k, i, b]`` counts the requests of release tick i, at step k's weight, whose latency
+    fell in bucket b (not cumulative: between ``BOUNDS[b-1]`` and ``BOUNDS[b]``). The ``cum_*``
+    arrays are running sums along the ticks with a leading zero, so any interval is one subtraction.
     """
 
-    requests: np.ndarray  # (steps, ticks) int64
-    errors: np.ndarray  # (steps, ticks) int64
-    buckets: np.ndarray  # (steps, ticks, len(BOUNDS)) int64
+    requests: np.ndarray  # (steps, horizon ticks) int64
+    errors: np.ndarray  # (steps, horizon ticks) int64
+    buckets: np.ndarray  # (steps, horizon ticks, len(BOUNDS)) int64
     cum_requests: np.ndarray = field(init=False, repr=False)
     cum_errors: np.ndarray = field(init=False, repr=False)
     cum_buckets: np.ndarray = field(init=False, repr=False)
@@ -174,7 +181,7 @@ class Traffic:
     canary: Arm
     baseline: Arm
     history: History
-    incident_start: float | None = None  # nominal seconds
+    incident_start: float | None = None  # release seconds
 
 
 def bucket_probabilities(*, scale: float = 1.0, slow_share: float = 0.0, slow_extra_ms: float = 0.0) -> np.ndarray:
@@ -209,21 +216,21 @@ def run_rng(seed: int, scenario_index: int, run: int) -> np.random.Generator:
 
 def draw(scenario: Scenario, rng: np.random.Generator, release: Release = Release()) -> Traffic:
     """Draw one run's traffic (the only random step of the benchmark)."""
-    steps, ticks = len(release.steps), release.step_ticks
-    nominal = np.arange(steps)[:, None] * release.wait + (np.arange(ticks)[None, :] + 0.5) * TICK
-    rps = np.full((steps, ticks), scenario.service_rps(release))
+    steps, ticks = len(release.steps), release.horizon_ticks
+    clock = (np.arange(ticks) + 0.5) * TICK
+    rps = np.full(ticks, scenario.service_rps(release))
     if scenario.swing:
-        rps = rps * swing_factor(nominal, rng.uniform(0, 2 * np.pi))
+        rps = rps * swing_factor(clock, rng.uniform(0, 2 * np.pi))
     incident_start = None
-    base_rate = np.full((steps, ticks), scenario.baseline_error_rate)
-    canary_rate = np.full((steps, ticks), scenario.canary_error_rate)
+    base_rate = np.full(ticks, scenario.baseline_error_rate)
+    canary_rate = np.full(ticks, scenario.canary_error_rate)
     if scenario.incident:
         incident_start = float(rng.uniform(0, release.nominal_seconds - INCIDENT_SECONDS))
-        hit = (nominal >= incident_start) & (nominal < incident_start + INCIDENT_SECONDS)
+        hit = (clock >= incident_start) & (clock < incident_start + INCIDENT_SECONDS)
         base_rate = np.where(hit, np.maximum(base_rate, INCIDENT_ERROR_RATE), base_rate)
         canary_rate = np.where(hit, np.maximum(canary_rate, INCIDENT_ERROR_RATE), canary_rate)
 
-    service = rng.poisson(rps * TICK)
+    service = np.broadcast_to(rng.poisson(rps * TICK), (steps, ticks))  # the same arrivals at every weight
     weights = np.asarray(release.steps, dtype=float)[:, None] / 100
     canary_n = rng.binomial(service, weights)
     baseline_n = service - canary_n

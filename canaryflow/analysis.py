@@ -59,6 +59,7 @@ def policy_for(spec: ReleaseSpec) -> Policy:
     return Policy(
         steps=tuple(spec.steps), step_wait_seconds=spec.step_wait_seconds,
         max_consecutive_errors=spec.max_consecutive_errors, max_hold_seconds=spec.max_hold_seconds,
+        max_step_backs=spec.max_step_backs,
     )
 
 

@@ -21,12 +21,13 @@ from canaryflow.spec import ReleaseSpec
 
 STARTED = "canaryflow.release.started"
 STEP_ADVANCED = "canaryflow.release.step-advanced"
+STEPPED_BACK = "canaryflow.release.stepped-back"  # to the previous weight, to compare with a baseline
 PROMOTED = "canaryflow.release.promoted"
 ROLLED_BACK = "canaryflow.release.rolled-back"
 RETRY_SCHEDULED = "canaryflow.release.retry-scheduled"
 REFUSED = "canaryflow.release.refused"
 #: Every event canaryflow emits, in the order a release can go through them.
-RELEASE_EVENTS = (STARTED, STEP_ADVANCED, PROMOTED, ROLLED_BACK, RETRY_SCHEDULED, REFUSED)
+RELEASE_EVENTS = (STARTED, STEP_ADVANCED, STEPPED_BACK, PROMOTED, ROLLED_BACK, RETRY_SCHEDULED, REFUSED)
 
 #: The measurement fields a rolled-back event carries as its evidence (the numbers of the deciding round).
 EVIDENCE_FIELDS = ("metric", "value", "threshold", "unit", "verdict", "requests", "baseline",

@@ -32,6 +32,7 @@ class Action(StrEnum):
     HOLD = "hold"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    STEP_BACK = "step_back"  # to the previous weight, where a baseline serves beside the canary again
 
 
 class Reason(StrEnum):
@@ -54,6 +55,7 @@ class Reason(StrEnum):
     WAITING = "waiting"
     AWAITING_PASS = "awaiting_pass"
     PAUSED = "paused"  # a person paused the release at its current weight
+    NEEDS_BASELINE = "needs_baseline"  # over a limit where no baseline serves: step back to compare
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ class Measurement:
     evidence: float | None = None  # e-value (or Bayes factor for the traffic split)
     evidence_threshold: float | None = None  # 1 / alpha
     bounds: tuple[float, float] | None = None  # the canary's confidence sequence, same unit as value
+    #: The canary is credibly over the limit in rounds where no baseline served (a 100 % step): an
+    #: incident on every version would look the same, so the verdict waits for a comparison.
+    needs_baseline: bool = False
     state: Any = field(default=None, compare=False, repr=False)
 
 
@@ -117,6 +122,7 @@ class Policy:
     step_wait_seconds: float
     max_consecutive_errors: int
     max_hold_seconds: float
+    max_step_backs: int = 1
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,10 @@ PRECEDENCE: tuple[tuple[str, str], ...] = (
     ("metric_failed", "any other FAIL in the history rolls back, for the first failing metric in spec order "
                       "(its reason: high_error_rate, high_latency or threshold_breached)"),
     ("source_failing", "max_consecutive_errors rounds in a row with an ERROR roll back: metrics_unavailable"),
+    ("needs_baseline", "the step's latest round has a limit breached where no baseline served (a 100 % step): step "
+                       "back to the previous weight to compare with the baseline, at most max_step_backs times in a "
+                       "release; with none left (or no previous step) roll back for that metric (after the rules "
+                       "above: a measured FAIL or a failing source never waits for a comparison)"),
     ("operator_promote", "a person's promote skips the rest of the steps and promotes: manual, with who and why "
                          "(after every rollback rule: a person may skip waiting for evidence, never a measured FAIL)"),
     ("paused", "a person's pause holds at the current weight (paused) until resume, the measured rules above still "
@@ -183,6 +193,11 @@ def _first_failure(rounds: Sequence[Round], *, traffic: bool) -> Measurement | N
     return None
 
 
+def step_backs(rounds: Sequence[Round]) -> int:
+    """How often the release stepped back: the rounds' step index went down."""
+    return sum(1 for a, b in zip(rounds, rounds[1:]) if b.step_index < a.step_index)
+
+
 def decide(
     policy: Policy, *, step_index: int, elapsed: float, rounds: Sequence[Round], signal: Signal | None = None,
     operator: OperatorCommand | None = None,
@@ -221,6 +236,19 @@ def decide(
 
     latest = step_rounds[-1] if step_rounds else None
     evidence = latest.measurements if latest else ()
+
+    unattributed = [m for m in evidence if m.needs_baseline]
+    if unattributed:
+        first = unattributed[0]
+        if step_index > 0 and step_backs(rounds) < policy.max_step_backs:
+            back = policy.steps[step_index - 1]
+            return Decision(Action.STEP_BACK, Reason.NEEDS_BASELINE,
+                            f"{first.detail} {at} with no baseline serving: stepping back to {back}% to compare "
+                            "with the baseline (an incident on every version looks the same)",
+                            tuple(unattributed), rule="needs_baseline")
+        why = "no step back left" if step_index > 0 else "no earlier step to compare at"
+        return Decision(Action.ROLLBACK, first.reason or Reason.HIGH_ERROR_RATE, f"{first.detail} {at} ({why})",
+                        tuple(unattributed), rule="needs_baseline")
 
     if verb is Verb.PROMOTE:
         return Decision(Action.PROMOTE, Reason.MANUAL, f"{operator.describe()} {at}: {_summary(evidence)}", evidence,

@@ -165,6 +165,12 @@ class ReleaseSpec(BaseModel):
         default=3, ge=1, description="Rounds in a row without metrics before `metrics_unavailable`",
     )
     max_hold_seconds: float = Field(default=120, ge=0, description="Extra time after a wait to obtain a PASS")
+    max_step_backs: int = Field(
+        default=1, ge=0,
+        description="Times a release may step back to the previous weight when a limit is breached where no "
+                    "baseline serves (100 %), to tell an incident on every version from the canary's fault; "
+                    "0 rolls back at once",
+    )
     ready_timeout_seconds: float = Field(
         default=300, gt=0, description="Deadline for the canary to be ready, else `rollout_stuck`",
     )

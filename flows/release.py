@@ -175,22 +175,30 @@ def _steps(run: ReleaseRun, tasks: SimpleNamespace) -> Outcome:
     _report(run, "grafana", "annotate", lambda: tasks.annotate_release(run, "started"))
     tasks.start_analysis(run)  # counters and latency boundaries fixed before any user traffic
     passed: list[Decision] = []
-    for index, weight in enumerate(run.spec.steps):
-        if index == len(run.spec.steps) - 1 and run.spec.needs_approval:
+    index, last, approved, stepped_back = 0, len(run.spec.steps) - 1, False, False
+    while index <= last:
+        weight = run.spec.steps[index]
+        if index == last and run.spec.needs_approval and not approved:
             approved, why = tasks.await_approval(run, run.spec.steps[index - 1])
             if not approved:
                 return Outcome.rolled_back(Reason.MANUAL, why)
         tasks.set_canary_weight(run, weight)
         _report(run, "prefect", "event", lambda: emit_release_event(
-            events.STEP_ADVANCED, run.spec, weight=weight, step=index + 1, steps=len(run.spec.steps)))
+            events.STEPPED_BACK if stepped_back else events.STEP_ADVANCED, run.spec, weight=weight, step=index + 1,
+            steps=len(run.spec.steps)))
         _report(run, "prefect", "show_weight", lambda: tasks.show_weight(run, weight))
         _report(run, "grafana", "annotate", lambda: tasks.annotate_release(run, "step", weight))
         decision = analyse_step(run, index, tasks)
         if decision.action is Action.ROLLBACK:
             return Outcome.rolled_back(decision.reason, decision.explanation, evidence=(decision,))
+        stepped_back = decision.action is Action.STEP_BACK
+        if stepped_back:  # no baseline at this weight: compare at the previous one
+            index -= 1
+            continue
         passed.append(decision)
         if decision.action is Action.PROMOTE:  # a person's promote skips the remaining steps
             break
+        index += 1
     return Outcome.promoted(tuple(passed))
 
 

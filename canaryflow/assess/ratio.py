@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 
 from canaryflow.analysis_spec import RatioMetric
 from canaryflow.assess import explain
@@ -47,6 +48,7 @@ class RatioState:
     paired: Counts = ZERO  # the canary's counts in rounds where the baseline served too
     matched_baseline: float = 0.0  # events the canary would have had at the baseline's rate, round by round
     unpaired: Counts = ZERO  # the canary's counts in rounds without a baseline (a 100 % step)
+    top_step: int = -1  # the highest step index reached: below it, the release has stepped back
 
     @classmethod
     def start(cls, grid: RatioGrid) -> RatioState:
@@ -71,20 +73,31 @@ def bounds(c: Counts, *, alpha: float, limit: float) -> tuple[float, float]:
     return beta_binomial_cs(c.events, c.requests, alpha=alpha, b=guard_rail_b(limit))
 
 
-def _canary_to_blame(state: RatioState, *, alpha: float, limit: float) -> bool:
+class Blame(StrEnum):
+    """Who a canary credibly over the limit is to blame on."""
+
+    CANARY = "canary"  # worse than the baseline of the same rounds, or no baseline ever served
+    SHARED = "shared"  # the baseline of the same rounds is as bad: an incident on every version
+    UNKNOWN = "unknown"  # over the limit only in rounds where no baseline served (a 100 % step)
+
+
+def blame(state: RatioState, *, alpha: float, limit: float) -> Blame:
     """Whether a canary credibly over the limit is the cause, not an incident every version shares.
 
     Judged round by round, never on release totals (the baseline's totals mix in steps where it
     served far more): in the rounds where both versions served, the canary must be credibly above
-    what it would have failed at the baseline's rate of the same rounds; where no baseline served,
-    the limit alone decides.
+    what it would have failed at the baseline's rate of the same rounds. Rounds where no baseline
+    served cannot tell an incident from the canary: over the limit there, the answer is UNKNOWN,
+    and the judge steps back to a weight with a baseline to find out (``needs_baseline``).
     """
     if state.paired.requests == 0:
-        return True
-    if state.unpaired.requests and bounds(state.unpaired, alpha=alpha, limit=limit)[0] > limit:
-        return True
+        return Blame.CANARY
     matched = Counts(state.paired.requests, min(state.paired.requests, round(state.matched_baseline)))
-    return bounds(state.paired, alpha=alpha, limit=limit)[0] > bounds(matched, alpha=alpha, limit=limit)[1]
+    if bounds(state.paired, alpha=alpha, limit=limit)[0] > bounds(matched, alpha=alpha, limit=limit)[1]:
+        return Blame.CANARY
+    if state.unpaired.requests and bounds(state.unpaired, alpha=alpha, limit=limit)[0] > limit:
+        return Blame.UNKNOWN
+    return Blame.SHARED
 
 
 def assess_ratio(
@@ -109,6 +122,11 @@ def assess_ratio(
 
     step_canary = (state.step_canary if state.step_index == step_index else ZERO) + observed.canary
     both = observed.baseline.requests > 0 and observed.canary.requests > 0
+    # A step back (below the highest step reached) is where the rounds without a baseline get their
+    # answer: they are dropped, or the same incident would ask for a second step back later; and
+    # none is counted while stepped back (the first round there still reads the tail of the 100 %).
+    stepped_back = step_index < state.top_step
+    unpaired = ZERO if stepped_back else state.unpaired
     new = RatioState(
         canary=state.canary + observed.canary, baseline=state.baseline + observed.baseline,
         step_index=step_index, step_canary=step_canary,
@@ -119,7 +137,8 @@ def assess_ratio(
         paired=state.paired + observed.canary if both else state.paired,
         matched_baseline=state.matched_baseline + (
             observed.canary.requests * observed.baseline.events / observed.baseline.requests if both else 0.0),
-        unpaired=state.unpaired if both else state.unpaired + observed.canary,
+        unpaired=unpaired if both or stepped_back else unpaired + observed.canary,
+        top_step=max(state.top_step, step_index),
     )
     e_value = new.evidence.e_value
     low, high = bounds(new.canary, alpha=alpha, limit=limit)
@@ -135,17 +154,26 @@ def assess_ratio(
         return measurement(Verdict.FAIL, f"{name}: {versus} — evidence {explain.evidence(e_value)} >= "
                                          f"{explain.evidence(threshold_e)} ({level})", new, **figures)
 
-    if low > limit and _canary_to_blame(new, alpha=alpha, limit=limit):
+    blamed = blame(new, alpha=alpha, limit=limit) if low > limit else None
+    if blamed is Blame.CANARY:
         return measurement(Verdict.FAIL, f"{name}: canary {explain.rate(new.canary)} is credibly above the "
                                          f"{explain.pct(limit)} limit (at least {explain.pct(low)}, "
                                          f"{explain.confidence(alpha)} bound); baseline "
                                          f"{explain.rate(new.baseline)}", new, **figures)
+    if blamed is Blame.UNKNOWN:
+        alone = bounds(new.unpaired, alpha=alpha, limit=limit)[0]
+        return measurement(Verdict.INCONCLUSIVE, f"{name}: canary {explain.rate(new.unpaired)} where no baseline "
+                                                 f"served, credibly above the {explain.pct(limit)} limit (at least "
+                                                 f"{explain.pct(alone)}, {explain.confidence(alpha)} bound); no worse "
+                                                 f"than the baseline where both served ({versus})", new,
+                           needs_baseline=True, **figures)
 
     if step_canary.requests < min_requests:
         return measurement(Verdict.INCONCLUSIVE, f"{name}: too few canary requests at this step: "
                                                  f"{explain.count(step_canary.requests)} < {min_requests} "
                                                  f"({versus})", new, **figures)
-    shared = " (baseline over the limit too: not the canary's doing)" if low > limit else ""
+    shared = (" (over the limit, but no worse than the baseline where both served: not the canary's doing)"
+              if low > limit else "")
     within = f"canary <= {explain.pct(high)} ({explain.confidence(alpha)} bound), limit {explain.pct(limit)}"
     if strict and high >= limit:
         return measurement(Verdict.INCONCLUSIVE, f"{name}: {versus}; strict: upper bound {explain.pct(high)} "

@@ -71,17 +71,37 @@ def test_a_latency_regression_inside_the_slo_is_rolled_back_against_the_baseline
     assert failed["value"] < 200  # inside the SLO: only the comparison saw it
 
 
-def test_an_incident_on_every_version_does_not_roll_the_canary_back(stack, prefect_server):
+def start_incident(stack, *, duration_s: float = 6, error_rate: float = 0.05):
+    """An action for ``on_weight``: every running version fails ``error_rate`` of requests for a while."""
     def incident() -> None:
-        httpx.post(f"{stack.controller_url}/-/incident", json={"duration_s": 6, "error_rate": 0.05}, timeout=5).raise_for_status()
+        httpx.post(f"{stack.controller_url}/-/incident", json={"duration_s": duration_s, "error_rate": error_rate},
+                   timeout=5).raise_for_status()
+    return incident
 
-    thread = on_weight(stack, 10, incident)
+
+def test_an_incident_on_every_version_does_not_roll_the_canary_back(stack, prefect_server):
+    thread = on_weight(stack, 10, start_incident(stack))
     state, summary = release("v2", step_wait_seconds=15)
     thread.join(timeout=5)
     assert state.is_completed(), state.message
     measured = [m for m in summary["measurements"] if m["metric"] == "error_rate" and m["step"] == 0]
     assert max(m["baseline"] or 0 for m in measured) > 0.005  # the incident was seen on the baseline too
     assert weights_seen(controller_state(stack))[:3] == [10, 50, 100]
+
+
+def test_an_incident_at_full_weight_steps_back_to_compare_and_then_promotes(stack, prefect_server):
+    """At 100 % no baseline serves, so an incident looks like the canary's fault: the release steps
+    back to 50 %, finds the baseline as bad, and goes up again once it passed there."""
+    thread = on_weight(stack, 100, start_incident(stack))
+    state, summary = release("v2", step_wait_seconds=8)
+    thread.join(timeout=5)
+    assert state.is_completed(), state.message
+    assert weights_seen(controller_state(stack))[:5] == [10, 50, 100, 50, 100]
+    steps = [m["step"] for m in summary["measurements"] if m["metric"] == "error_rate"]
+    assert steps.index(1, steps.index(2)) > steps.index(2)  # step 2 (50 %) measured again after step 3
+    unattributed = [m for m in summary["measurements"] if m["metric"] == "error_rate" and m["step"] == 2
+                    and m["verdict"] == "INCONCLUSIVE" and "where no baseline served" in m["detail"]]
+    assert unattributed, "the breach at 100 % was not reported as needing a baseline"
 
 
 def test_a_canary_far_below_its_weight_rolls_back_traffic_mismatch(stack, prefect_server):

@@ -10,8 +10,10 @@ import pytest
 
 from benchmarks import detection
 from benchmarks.detection_rules import (
-    SimulatedPrometheus, argo_rule, flagger_rule, new_judge, previous_rule, rules, seed_rule, spec_for, Limits,
+    SimulatedPrometheus, argo_rule, flagger_rule, new_judge, previous_rule, rules, seed_rule, spec_for,
+    through_steps, Limits,
 )
+from canaryflow.judge import Action
 from benchmarks.detection_traffic import BOUNDS, TICK, Release, draw, run_rng, scenarios
 
 SCENARIOS = {s.name: s for s in scenarios()}
@@ -19,10 +21,11 @@ HEALTHY = SCENARIOS["healthy-production"]
 SPEC = spec_for("production")
 
 
-def test_a_run_is_drawn_per_step_and_tick_with_the_step_weights():
+def test_a_run_is_drawn_per_step_weight_and_release_tick_over_the_longest_course():
     traffic = draw(HEALTHY, run_rng(1, 0, 0))
     release = traffic.release
-    ticks = release.step_ticks
+    ticks = release.horizon_ticks
+    assert ticks == 5 * release.step_ticks  # three steps held to their limit, a step back and up again
     assert traffic.canary.requests.shape == (3, ticks) and traffic.canary.buckets.shape == (3, ticks, len(BOUNDS))
     for arm in (traffic.canary, traffic.baseline):
         assert (arm.errors <= arm.requests).all()
@@ -31,8 +34,9 @@ def test_a_run_is_drawn_per_step_and_tick_with_the_step_weights():
     share = traffic.canary.requests.sum(axis=1) / served.sum(axis=1)
     np.testing.assert_allclose(share, [0.1, 0.5, 1.0], atol=0.02)
     assert traffic.baseline.requests[2].sum() == 0  # at 100 % the baseline serves nothing
-    # 10 canary requests/s at the first step: the service serves 100/s.
-    assert served[0].sum() / release.step_seconds == pytest.approx(100, rel=0.05)
+    # 10 canary requests/s at the first step: the service serves 100/s, the same arrivals at every weight.
+    assert served[0].sum() / (ticks * TICK) == pytest.approx(100, rel=0.05)
+    np.testing.assert_array_equal(served[0], served[2])
     assert traffic.history.requests == pytest.approx(100 * 300, rel=0.05)
 
 
@@ -45,11 +49,11 @@ def test_the_same_seed_draws_the_same_counts_and_another_run_others():
 def test_an_incident_raises_both_versions_errors_for_two_minutes():
     traffic = draw(SCENARIOS["incident"], run_rng(2, 0, 0))
     start, release = traffic.incident_start, traffic.release
-    nominal = np.arange(3)[:, None] * release.wait + (np.arange(release.step_ticks)[None, :] + 0.5) * TICK
-    hit = (nominal >= start) & (nominal < start + 120)
+    clock = (np.arange(release.horizon_ticks) + 0.5) * TICK
+    hit = np.broadcast_to((clock >= start) & (clock < start + 120), (3, release.horizon_ticks))
     checked = 0
     for arm in (traffic.canary, traffic.baseline):
-        if arm.requests[hit].sum() > 500:  # the baseline serves nothing when it falls in the 100 % step
+        if arm.requests[hit].sum() > 500:  # the baseline serves nothing at 100 %
             during = arm.errors[hit].sum() / arm.requests[hit].sum()
             outside = arm.errors[~hit].sum() / arm.requests[~hit].sum()
             assert during > 0.03 and outside < 0.002
@@ -108,13 +112,51 @@ def test_the_simulated_prometheus_answers_raw_counters_as_the_demo_service_has_t
     errors = source.query_series('http_requests_total{service="checkout",version="v2",code=~"5.."}').series
     buckets = source.query_series('http_request_duration_seconds_bucket{service="checkout",version="v1"}').series
     wait, hold = 300 // TICK, 30 // TICK
-    served = traffic.canary.requests[0, :wait].sum() + traffic.canary.requests[1, :hold].sum()
+    # Release seconds 0-300 at the first weight, then 300-330 at the second.
+    served = traffic.canary.requests[0, :wait].sum() + traffic.canary.requests[1, wait:wait + hold].sum()
     assert sum(canary.values()) == served and set(errors) == {(("code", "500"),)}
     baseline = (traffic.history.requests + traffic.baseline.requests[0, :wait].sum()
-                + traffic.baseline.requests[1, :hold].sum())
+                + traffic.baseline.requests[1, wait:wait + hold].sum())
     assert buckets[(("le", "+Inf"),)] == baseline
     cumulative = [buckets[(("le", "+Inf" if b == float("inf") else repr(b)),)] for b in BOUNDS]
     assert cumulative == sorted(cumulative)
+
+
+def test_a_step_back_reads_the_previous_weight_again_later_on_the_release_clock():
+    traffic = draw(HEALTHY, run_rng(9, 0, 0))
+    answers = iter([(Action.ADVANCE, "analysis_passed"), (Action.ADVANCE, "analysis_passed"),
+                    (Action.STEP_BACK, "needs_baseline"), (Action.ADVANCE, "analysis_passed"),
+                    (Action.PROMOTE, "analysis_passed")])
+    courses = []
+
+    def judge_round(k, elapsed, done):
+        courses.append((k, [*done]))
+        return next(answers)
+
+    outcome = through_steps(traffic, 30, judge_round)
+    assert [k for k, _ in courses] == [0, 1, 2, 1, 2]
+    assert courses[-1][1] == [(0, 0), (1, 0), (2, 0), (1, 0)]
+    assert (outcome.rolled_back, outcome.step) == (False, 2)
+
+
+def _incident_run(*, within: tuple[float, float]):
+    """The first incident run whose incident starts inside ``within`` (release seconds)."""
+    index = [s.name for s in scenarios()].index("incident")
+    for run in range(500):
+        traffic = draw(SCENARIOS["incident"], run_rng(11, index, run))
+        if within[0] <= traffic.incident_start <= within[1]:
+            return traffic
+    raise AssertionError("no incident run starts there")
+
+
+def test_an_incident_at_the_full_weight_makes_the_new_judge_step_back_not_roll_back():
+    """With no baseline at 100 % the incident looks like the canary's fault: the previous rule rolls
+    back; the new judge steps back to 50 %, sees the baseline as bad, and promotes a step later."""
+    traffic = _incident_run(within=(640.0, 700.0))
+    assert previous_rule(traffic, Limits.of(SPEC)).rolled_back
+    outcome = new_judge(traffic, SPEC)
+    assert not outcome.rolled_back, outcome
+    assert outcome.seconds >= 4 * 300  # the step back cost the 50 % step's wait once more
 
 
 def test_one_traffic_object_is_fed_to_every_rule(monkeypatch):

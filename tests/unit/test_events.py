@@ -27,7 +27,7 @@ def test_every_event_is_on_the_service_release_resource_and_valid_for_prefect(na
 
 
 def test_event_names_are_distinct_and_an_unknown_one_is_refused_naming_the_known_ones():
-    assert len(set(events.RELEASE_EVENTS)) == 6
+    assert len(set(events.RELEASE_EVENTS)) == 7
     with pytest.raises(ValueError, match="canaryflow.release.rolled-back"):
         events.release_event("canaryflow.release.rolledback", SPEC)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from canaryflow.judge import PRECEDENCE, RULES, Action, Measurement, Policy, Reason, Round, Signal, Verdict, decide
+from canaryflow.control import OperatorCommand, Verb
+from canaryflow.judge import (
+    PRECEDENCE, RULES, Action, Measurement, Policy, Reason, Round, Signal, Verdict, decide, step_backs,
+)
 
 POLICY = Policy(steps=(10, 50, 100), step_wait_seconds=60, max_consecutive_errors=3, max_hold_seconds=30)
 REASON = {"error_rate": Reason.HIGH_ERROR_RATE, "p95_latency": Reason.HIGH_LATENCY,
@@ -24,7 +27,8 @@ INCONCLUSIVE = (m("error_rate", Verdict.INCONCLUSIVE), m("p95_latency", Verdict.
 
 def test_precedence_is_written_down_in_the_order_decide_applies_it():
     assert RULES == ("operator_abort", "signal", "traffic_mismatch", "metric_failed", "source_failing",
-                     "operator_promote", "paused", "waiting", "passed", "out_of_time", "awaiting_pass")
+                     "needs_baseline", "operator_promote", "paused", "waiting", "passed", "out_of_time",
+                     "awaiting_pass")
     assert all(len(text) > 20 for _, text in PRECEDENCE)
 
 
@@ -118,6 +122,63 @@ def test_rule3_errors_must_be_consecutive():
 def test_rule3_counts_across_steps():
     rounds = [Round(0, 60, PASS), Round(0, 61, ERROR), Round(1, 0, ERROR), Round(1, 1, ERROR)]
     assert decide(POLICY, step_index=1, elapsed=1, rounds=rounds).reason is Reason.METRICS_UNAVAILABLE
+
+
+# -- needs_baseline: a limit breached where no baseline served -----------------------------------
+
+UNATTRIBUTED = (Measurement("error_rate", Verdict.INCONCLUSIVE, 0.04, 0.001, "ratio", 300,
+                            "error_rate: canary 4.00 % where no baseline served", reason=Reason.HIGH_ERROR_RATE,
+                            needs_baseline=True), m("p95_latency", Verdict.PASS, 40))
+
+
+def test_needs_baseline_steps_back_to_the_previous_weight_during_the_wait():
+    rounds = [Round(0, 60, PASS), Round(1, 60, PASS), Round(2, 10, UNATTRIBUTED)]
+    d = decide(POLICY, step_index=2, elapsed=10, rounds=rounds)
+    assert (d.action, d.reason, d.rule) == (Action.STEP_BACK, Reason.NEEDS_BASELINE, "needs_baseline")
+    assert "stepping back to 50%" in d.explanation and "canary 4.00 %" in d.explanation
+    assert [e.metric for e in d.evidence] == ["error_rate"]
+
+
+def test_needs_baseline_only_once_then_rolls_back_for_the_metric():
+    rounds = [Round(0, 60, PASS), Round(1, 60, PASS), Round(2, 10, UNATTRIBUTED), Round(1, 0, PASS),
+              Round(1, 60, PASS), Round(2, 20, UNATTRIBUTED)]
+    d = decide(POLICY, step_index=2, elapsed=20, rounds=rounds)
+    assert (d.action, d.reason, d.rule) == (Action.ROLLBACK, Reason.HIGH_ERROR_RATE, "needs_baseline")
+    assert "no step back left" in d.explanation
+
+
+def test_needs_baseline_with_step_backs_off_rolls_back_at_once():
+    policy = Policy(steps=(10, 50, 100), step_wait_seconds=60, max_consecutive_errors=3, max_hold_seconds=30,
+                    max_step_backs=0)
+    d = decide(policy, step_index=2, elapsed=10, rounds=[Round(1, 60, PASS), Round(2, 10, UNATTRIBUTED)])
+    assert (d.action, d.reason) == (Action.ROLLBACK, Reason.HIGH_ERROR_RATE)
+
+
+def test_needs_baseline_at_the_first_step_has_nowhere_to_step_back():
+    policy = Policy(steps=(100,), step_wait_seconds=60, max_consecutive_errors=3, max_hold_seconds=30)
+    d = decide(policy, step_index=0, elapsed=10, rounds=[Round(0, 10, UNATTRIBUTED)])
+    assert (d.action, d.reason) == (Action.ROLLBACK, Reason.HIGH_ERROR_RATE)
+    assert "no earlier step" in d.explanation
+
+
+def test_needs_baseline_in_an_earlier_round_of_the_step_does_not_decide():
+    rounds = [Round(1, 60, PASS), Round(2, 10, UNATTRIBUTED), Round(2, 20, PASS)]
+    assert decide(POLICY, step_index=2, elapsed=20, rounds=rounds).action is Action.HOLD
+
+
+def test_a_fail_beats_needs_baseline_and_needs_baseline_beats_a_persons_promote():
+    failing = (m("error_rate", Verdict.FAIL, 0.2), *UNATTRIBUTED[1:])
+    rounds = [Round(1, 60, failing), Round(2, 10, UNATTRIBUTED)]
+    assert decide(POLICY, step_index=2, elapsed=10, rounds=rounds).rule == "metric_failed"
+    promote = OperatorCommand(Verb.PROMOTE, "lead", "ship it")
+    d = decide(POLICY, step_index=2, elapsed=10, rounds=[Round(1, 60, PASS), Round(2, 10, UNATTRIBUTED)],
+               operator=promote)
+    assert d.action is Action.STEP_BACK
+
+
+def test_step_backs_count_the_times_the_step_index_went_down():
+    assert step_backs([Round(0, 0, PASS), Round(1, 0, PASS), Round(2, 0, PASS)]) == 0
+    assert step_backs([Round(2, 0, PASS), Round(1, 0, PASS), Round(2, 0, PASS), Round(1, 0, PASS)]) == 2
 
 
 def test_rule4_hold_during_the_wait_even_when_passing():

@@ -45,7 +45,7 @@ def test_the_guard_rail_fails_a_canary_credibly_over_the_limit():
 def test_an_incident_on_both_versions_is_not_the_canarys_doing():
     m = fold([((100, 5), (900, 45))] * 6)  # both at 5 % against a 1 % limit
     assert m.verdict is Verdict.PASS
-    assert "baseline over the limit too" in m.detail
+    assert "no worse than the baseline where both served" in m.detail
 
 
 def test_too_few_canary_requests_this_step_is_inconclusive_even_when_clean():
@@ -97,3 +97,52 @@ def test_healthy_canaries_are_rarely_rolled_back_over_a_long_release():
                 rollbacks += 1
                 break
     assert rollbacks <= 8  # alpha 1 %: 2 expected at most; binomial(200, 0.01) exceeds 8 with p < 1e-3
+
+
+def fold_steps(steps, **kwargs):
+    """Like ``fold`` over (step index, rounds) pairs: the state carried across steps."""
+    state, m = None, None
+    for step_index, rounds in steps:
+        for canary, baseline in rounds:
+            m = assess_ratio(METRIC, observed=PairCounts(Counts(*canary), Counts(*baseline)), previous=state,
+                             step_index=step_index, limit=kwargs.get("limit", 0.01), alpha=0.01, min_requests=50)
+            state = m.state
+    return m
+
+
+HEALTHY_STEPS = [(0, [((100, 0), (900, 1))] * 5), (1, [((500, 1), (500, 0))] * 5)]
+
+
+def test_over_the_limit_only_where_no_baseline_served_needs_a_baseline_not_a_rollback():
+    """An incident at 100 % looks exactly like a bad canary: the verdict waits for a comparison."""
+    m = fold_steps([*HEALTHY_STEPS, (2, [((1000, 50), (0, 0))] * 2)])
+    assert (m.verdict, m.needs_baseline) == (Verdict.INCONCLUSIVE, True)
+    assert m.reason is Reason.HIGH_ERROR_RATE  # what it rolls back for if no step back is left
+    assert "canary 5.00% (100/2,000) where no baseline served, credibly above the 1.00% limit" in m.detail
+
+
+def test_a_canary_worse_than_its_baseline_before_the_full_weight_still_fails_there():
+    bad = [(0, [((100, 5), (900, 1))] * 2), (2, [((1000, 50), (0, 0))] * 2)]
+    m = fold_steps(bad)
+    assert (m.verdict, m.needs_baseline) == (Verdict.FAIL, False)
+
+
+def test_a_step_back_answers_the_rounds_without_a_baseline_once():
+    """Back at 50 % the baseline is as bad (the incident): shared, a PASS; up at 100 % again the
+    earlier rounds without a baseline are not counted a second time."""
+    incident = (2, [((1000, 50), (0, 0))] * 2)
+    back = (1, [((500, 25), (500, 25))] * 4)
+    m = fold_steps([*HEALTHY_STEPS, incident, back])
+    assert (m.verdict, m.needs_baseline) == (Verdict.PASS, False)
+    assert "no worse than the baseline where both served" in m.detail
+    again = fold_steps([*HEALTHY_STEPS, incident, back, (2, [((1000, 1), (0, 0))] * 3)])
+    assert (again.verdict, again.needs_baseline) == (Verdict.PASS, False)
+    assert again.state.unpaired.requests == 3000
+
+
+def test_the_first_round_after_a_step_back_still_reads_the_full_weight_and_is_not_held_against_it():
+    incident = (2, [((1000, 50), (0, 0))] * 2)
+    tail = (1, [((300, 15), (0, 0)), ((500, 25), (500, 25)), ((500, 1), (500, 0))])
+    m = fold_steps([*HEALTHY_STEPS, incident, tail])
+    assert (m.verdict, m.needs_baseline) == (Verdict.PASS, False)
+    assert m.state.unpaired.requests == 0

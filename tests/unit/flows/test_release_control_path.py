@@ -39,7 +39,9 @@ SPEC = {"service": "checkout", "version": "v2", "steps": [10, 50, 100], "step_wa
         "analysis_interval_seconds": 30, "max_hold_seconds": 60, "max_consecutive_errors": 3}
 
 PASS, FAIL, ERROR, INCONCLUSIVE = "pass", "fail", "error", "inconclusive"
-_VERDICTS = {PASS: Verdict.PASS, FAIL: Verdict.FAIL, ERROR: Verdict.ERROR, INCONCLUSIVE: Verdict.INCONCLUSIVE}
+NEEDS_BASELINE = "over the limit where no baseline served"
+_VERDICTS = {PASS: Verdict.PASS, FAIL: Verdict.FAIL, ERROR: Verdict.ERROR, INCONCLUSIVE: Verdict.INCONCLUSIVE,
+             NEEDS_BASELINE: Verdict.INCONCLUSIVE}
 
 
 class Clock:
@@ -86,7 +88,8 @@ class Source:
 
 def _measurement(verdict: str) -> Measurement:
     return Measurement(metric="error_rate", verdict=_VERDICTS[verdict], value=0.0, threshold=0.01, unit="ratio",
-                       requests=100, detail=f"error_rate {verdict}", reason=Reason.HIGH_ERROR_RATE)
+                       requests=100, detail=f"error_rate {verdict}", reason=Reason.HIGH_ERROR_RATE,
+                       needs_baseline=verdict == NEEDS_BASELINE)
 
 
 @dataclass
@@ -289,6 +292,24 @@ def test_promotion_comes_only_after_every_step_passed(book):
                                                                     Verdict.INCONCLUSIVE, Verdict.PASS]
     assert book.entries("analyse") == [("analyse", 10), ("analyse", 50), ("analyse", 50), ("analyse", 100),
                                        ("analyse", 100), ("analyse", 100)]
+
+
+def test_a_breach_where_no_baseline_serves_steps_back_then_goes_up_again_without_a_second_approval(monkeypatch):
+    book = _runbook(monkeypatch, approval={"environments": ["staging"]})
+    book.rounds = [PASS, PASS, NEEDS_BASELINE, PASS, PASS]
+    summary = _promoted(book)
+    assert _weights(book) == [10, 50, 100, 50, 100]
+    assert book.entries("approval") == [("approval", 50)]  # the person said yes to full traffic once
+    assert [r.step_index for r in book.run.rounds] == [0, 1, 2, 1, 2]
+    assert summary["status"] == "promoted" and "rollback" not in book.names()
+
+
+def test_a_second_breach_where_no_baseline_serves_rolls_back_for_the_metric(book):
+    book.rounds = [PASS, PASS, NEEDS_BASELINE, PASS, NEEDS_BASELINE]
+    rolled_back = _rolled_back(book)
+    assert rolled_back.reason == Reason.HIGH_ERROR_RATE.value and "no step back left" in rolled_back.explanation
+    assert _weights(book) == [10, 50, 100, 50, 100]
+    _assert_rolled_back_once(book, Reason.HIGH_ERROR_RATE)
 
 
 # -- each rollback cause ----------------------------------------------------------------------------
