@@ -1,12 +1,16 @@
 """Roll a service back to its stable version, by hand (``canaryflow rollback``) or on an alert.
 
-A release of the service that is running is asked to abort (``canaryflow.control``): it rolls
-back itself, through its own exit, with reason ``manual`` and who asked, and ends at its next
-analysis round. Cancelling it instead would leave a CLI run Cancelling for minutes and make it
-report its vanished canary as ``rollout_stuck``. A release that does not end in time, or is not
-running yet (scheduled, pending, paused), is cancelled. Then all traffic goes to stable and the
-canary is removed: the same idempotent ``Platform.rollback`` the release flow uses. With nothing
-to roll back (no release stopped, no canary, no weight) it says so and counts nothing.
+Users first: the moment a running release of the service has been asked to abort
+(``canaryflow.control``), the canary's weight goes to 0, before anything waits on that release,
+which may be dead (a killed orchestrator whose run still shows Running) and would otherwise keep
+traffic split for the whole grace period. A live release then rolls back itself, through its own
+exit, with reason ``manual`` and who asked, at its next analysis round (the abort is read before
+the weight it finds changed, so the reason stays ``manual``). Cancelling it instead would leave a
+CLI run Cancelling for minutes and make it report its vanished canary as ``rollout_stuck``. A
+release that does not end in time, or is not running yet (scheduled, pending, paused), is
+cancelled. Then the canary is removed: the same idempotent ``Platform.rollback`` the release flow
+uses. With nothing to roll back (no release stopped, no canary, no weight) it says so and counts
+nothing.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ ACTIVE = [StateType.RUNNING, StateType.PAUSED, StateType.PENDING, StateType.SCHE
 ABORT_GRACE_SECONDS = 60
 
 
-@task(name="cancel-releases")
-def cancel_releases(service: str, *, except_run: str | None = None, reason: str = "manual",
-                    detail: str = "") -> list[str]:
-    """Stop every active run named ``release/<service>/...``: they would renew the canary's traffic."""
+@task(name="ask-releases-to-abort")
+def ask_releases_to_abort(service: str, *, except_run: str | None = None, reason: str = "manual",
+                          detail: str = "") -> list[dict[str, str]]:
+    """Every active run named ``release/<service>/...`` (they would renew the canary's traffic); the
+    running ones are sent an abort. Returned as plain data: id, name, state type."""
     from canaryflow import control
 
     with get_client(sync_client=True) as client:
@@ -44,19 +49,43 @@ def cancel_releases(service: str, *, except_run: str | None = None, reason: str 
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE))))
             if r.name.startswith(f"release/{service}/") and str(r.id) != except_run]
     command = control.OperatorCommand(control.Verb.ABORT, f"canary-rollback ({reason})", detail)
-    stopped, left = [], list(runs)
-    running = [r for r in runs if r.state_type is StateType.RUNNING]
-    for found in running:
-        control.send(str(found.id), command)
-    for found in running:
-        ended = control.wait_for_end(str(found.id), timeout=ABORT_GRACE_SECONDS)
+    for found in runs:
+        if found.state_type is StateType.RUNNING:
+            control.send(str(found.id), command)
+    return [{"id": str(r.id), "name": r.name, "state": r.state_type.value} for r in runs]
+
+
+@task(name="move-traffic-to-stable", **WAITING_PLATFORM_TASK)
+def move_traffic_to_stable(spec: ReleaseSpec) -> int:
+    """Weight 0 at once (the canary stays for the release's own rollback); the weight it had."""
+    platform = create_platform(spec.platform, settings=get_settings(), service=spec.service, spec=spec)
+    try:
+        weight = platform.get_weight()
+        if weight > 0:
+            platform.set_weight(0)
+        return weight
+    finally:
+        platform.close()
+
+
+@task(name="stop-releases")
+def stop_releases(runs: list[dict[str, str]]) -> list[str]:
+    """Wait for the running releases to end by their own rollback; cancel the rest."""
+    from canaryflow import control
+
+    stopped, left = [], []
+    for found in runs:
+        ended = None
+        if found["state"] == StateType.RUNNING.value:
+            ended = control.wait_for_end(found["id"], timeout=ABORT_GRACE_SECONDS)
         if ended is not None:  # it rolled back itself and counted its rollback
-            stopped.append(f"{found.name} ({found.id}, {ended.state.name})")
-            left.remove(found)
+            stopped.append(f"{found['name']} ({found['id']}, {ended.state.name})")
+        else:
+            left.append(found)
     with get_client(sync_client=True) as client:
         for found in left:
-            client.set_flow_run_state(found.id, Cancelling(message="rolled back by canary-rollback"), force=True)
-            stopped.append(f"{found.name} ({found.id}, cancelled)")
+            client.set_flow_run_state(found["id"], Cancelling(message="rolled back by canary-rollback"), force=True)
+            stopped.append(f"{found['name']} ({found['id']}, cancelled)")
     return stopped
 
 
@@ -92,7 +121,9 @@ def _run_name() -> str:
 def canary_rollback(spec: ReleaseSpec, reason: Literal["manual", "alert"] = "manual", detail: str = "") -> dict[str, Any]:
     spec = validate_spec(spec)
     log = get_run_logger()
-    cancelled = cancel_releases(spec.service, reason=reason, detail=detail)
+    releases = ask_releases_to_abort(spec.service, reason=reason, detail=detail)
+    move_traffic_to_stable(spec)
+    cancelled = stop_releases(releases)
     present = canary_present(spec)
     stable = rollback_service(spec)
     if not present:  # nothing was there, or the release rolled back itself and counted it

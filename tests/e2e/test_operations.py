@@ -213,6 +213,9 @@ def test_manual_rollback_from_the_cli_puts_all_traffic_on_stable(prefect_server,
     assert "stable is v1" in cli.stdout
     proxy = controller_state(stack)
     assert proxy["canary_weight"] == 0 and proxy["canary"] is None and proxy["stable"]["version"] == "v1"
+    # Users first: the weight went to 0 on its own, before the canary was removed (and before the
+    # rollback waited on any release that might be holding it).
+    assert [(h["canary_weight"], h["reason"]) for h in proxy["history"][-2:]] == [(0, "set"), (0, "rollback")]
     group = fetch_group(stack.pushgateway_url, {"service": "checkout", "environment": "production"})
     reasons = {m["labels"]["reason"]: float(m["value"]) for m in group["deployment_rollback_total"]["metrics"]}
     assert reasons["manual"] == 1

@@ -94,6 +94,35 @@ def test_abort_from_the_cli_rolls_back_manual_and_ends_promptly(prefect_server, 
     assert "Traceback" not in said[0] and "rolled back (manual): aborted by alice@laptop" in said[0]
 
 
+def test_rollback_of_a_running_release_moves_users_first_and_the_release_rolls_back_itself(
+        prefect_server, stack, tmp_path):
+    from canaryflow.pipeline_metrics import fetch_group
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("service: checkout\nversion: v2\nenvironment: production\n")
+    said: list[str] = []
+
+    def rollback() -> None:
+        wait_for_weight(stack, 10)
+        done = cli(prefect_server, "rollback", "--spec", str(spec), "--detail", "pager 4711")
+        said.append(done.stdout + done.stderr)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    state, outcome, errors, _ = release_operated_by(rollback, SLOW)
+    assert not errors, errors
+    assert state.is_failed() and isinstance(outcome, ReleaseRolledBack)
+    # The release read the abort before it noticed its weight gone: manual, not traffic_mismatch.
+    assert outcome.reason == "manual" and "canary-rollback (manual): pager 4711" in outcome.explanation
+    proxy = controller_state(stack)
+    assert proxy["canary"] is None and proxy["stable"]["version"] == "v1"
+    changes = [(h["canary_weight"], h["reason"]) for h in proxy["history"]]
+    assert changes.index((0, "set")) < changes.index((0, "rollback"))  # users off the canary first
+    assert "nothing left to roll back" in said[0] or "nothing to roll back" in said[0], said[0]
+    group = fetch_group(stack.pushgateway_url, {"service": "checkout", "environment": "production"})
+    reasons = {m["labels"]["reason"]: float(m["value"]) for m in group["deployment_rollback_total"]["metrics"]}
+    assert reasons["manual"] == 1  # counted once, by the release's own rollback
+
+
 def test_pause_holds_the_weight_past_the_step_and_resume_lets_it_go_on(prefect_server, stack):
     spec = {**FAST_SPEC, "version": "v2", "step_wait_seconds": 20, "max_hold_seconds": 60}
     held: list[int] = []
