@@ -36,7 +36,9 @@ LIVE_SPEC: dict[str, Any] = {
     "step_wait_seconds": 10, "analysis_interval_seconds": 1, "analysis_window": "10s",
     "min_canary_requests": 120, "max_consecutive_errors": 3, "max_hold_seconds": 40,
     "ready_timeout_seconds": 20,
-    "smoke": [{"path": "/api/health", "max_latency_ms": 5000}, {"path": "/api/orders", "max_latency_ms": 5000}],
+    # No smoke checks: a version failing 5 % of requests at random fails a smoke test now and then,
+    # and that gate is not what this run measures (the judge is).
+    "smoke": [],
 }
 
 

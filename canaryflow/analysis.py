@@ -142,7 +142,7 @@ class Analysis:
         if metric.boundaries_ms != "auto":
             return tuple(b / scale for b in metric.boundaries_ms)
         template = self._templates(metric)["buckets"]
-        history, known = Histogram(()), set()
+        history, known = Histogram(()), set[float]()
         for version in (self.spec.version, self.baseline_version):
             if version is None:
                 continue

@@ -20,19 +20,17 @@ Prefect-free: the task layer resolves the token, builds the client and logs the 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from canaryflow.dashboards import DEFAULT_UID, deployment_overview
 from canaryflow.grafana import Dashboard, GrafanaAuthError, GrafanaClient, GrafanaError, GrafanaNotFound
 
 SYSTEM = "grafana"
 TAG = "canaryflow"
-#: The deployment dashboard checked in with the project, if present.
-DASHBOARD_FILE = Path(__file__).resolve().parents[1] / "monitoring" / "grafana" / "deployment-overview.json"
 
 #: Annotation events and the extra tag each carries.
 EVENT_TAGS = {"started": "release", "step": "step", "promoted": "promotion", "rolled_back": "rollback"}
@@ -57,8 +55,8 @@ class DashboardTracker:
 
     def __init__(self, client: GrafanaClient | None, *, service: str, version: str, environment: str,
                  run_id: str = "", previous_version: str | None = None,
-                 dashboard_uid: str = "canaryflow-deployments", folder_uid: str | None = None,
-                 dashboard_file: Path | None = DASHBOARD_FILE, metrics: MonitoringRecorder | None = None) -> None:
+                 dashboard_uid: str = DEFAULT_UID, folder_uid: str | None = None,
+                 dashboard_file: Path | None = None, metrics: MonitoringRecorder | None = None) -> None:
         self.client = client
         self.service, self.version, self.environment = service, version, environment
         self.run_id = run_id
@@ -177,16 +175,15 @@ class DashboardTracker:
         raise ValueError(f"unknown annotation event {event!r}")
 
     def dashboard_model(self) -> dict[str, Any]:
-        """The checked-in dashboard if there is one, else the live one, else a minimal one; saved on top
-        of the live version (so a concurrent edit shows as a 412 and is re-read, never overwritten)."""
-        if self.dashboard_file is not None and self.dashboard_file.is_file():
+        """The deployment dashboard: the generator's (``canaryflow.dashboards``, the same model as the
+        checked-in JSON), or the team's own export when ``dashboard_file`` names one; saved on top of
+        the live version (so a concurrent edit shows as a 412 and is re-read, never overwritten)."""
+        if self.dashboard_file is not None:
             model = json.loads(self.dashboard_file.read_text())
             if isinstance(model.get("dashboard"), dict):  # an export wrapped as {dashboard, meta}
                 model = model["dashboard"]
-        elif self.before is not None:
-            model = copy.deepcopy(self.before.model)
         else:
-            model = minimal_dashboard(self.dashboard_uid)
+            model = deployment_overview(self.dashboard_uid).model()
         model["uid"] = self.dashboard_uid
         model.pop("id", None)
         if self.before is not None:
@@ -238,32 +235,3 @@ class _ChangedMeanwhile(Exception):
     def __init__(self, version: int) -> None:
         super().__init__(version)
         self.version = version
-
-
-def minimal_dashboard(uid: str) -> dict[str, Any]:
-    """A small valid deployment dashboard (seed panels, 30 s refresh) for when none is checked in."""
-    datasource = {"type": "prometheus", "uid": "${datasource}"}
-
-    def stat(panel_id: int, title: str, expr: str, x: int) -> dict[str, Any]:
-        return {"id": panel_id, "type": "stat", "title": title, "datasource": datasource,
-                "gridPos": {"h": 6, "w": 8, "x": x, "y": 0},
-                "fieldConfig": {"defaults": {"unit": "percentunit", "min": 0, "max": 1}, "overrides": []},
-                "targets": [{"refId": "A", "expr": expr, "datasource": datasource}]}
-
-    return {
-        "uid": uid, "title": "canaryflow — deployments", "tags": [TAG], "timezone": "browser",
-        "schemaVersion": 39, "refresh": "30s", "time": {"from": "now-24h", "to": "now"},
-        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
-        "annotations": {"list": [{
-            "name": "canaryflow releases", "enable": True, "iconColor": "blue",
-            "datasource": {"type": "grafana", "uid": "-- Grafana --"},
-            "target": {"type": "tags", "tags": [TAG], "limit": 100, "matchAny": False}}]},
-        "panels": [
-            stat(1, "Deployment success rate", 'sum(increase(deployment_total{status="success"}[24h])) '
-                 "/ sum(increase(deployment_total[24h]))", 0),
-            stat(2, "Rollback rate", 'sum(increase(deployment_total{status="rolled_back"}[24h])) '
-                 "/ sum(increase(deployment_total[24h]))", 8),
-            stat(3, "Smoke test pass rate", 'sum(increase(smoke_test_total{result="passed"}[24h])) '
-                 "/ sum(increase(smoke_test_total[24h]))", 16),
-        ],
-    }

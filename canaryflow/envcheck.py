@@ -107,7 +107,7 @@ def check_variable_names(environ: Mapping[str, str] | None = None) -> None:
     found = unknown_variables(environ)
     if found:
         lines = [f"  {variable}: not a canaryflow variable; "
-                 + (f"did you mean {meant}?" if meant else "see the README's table of variables")
+                 + (f"did you mean {meant}?" if meant else "see docs/reference/settings.md for the variables")
                  for variable, meant in found.items()]
         raise ConfigError("invalid environment:\n" + "\n".join(lines), fields=tuple(found))
 

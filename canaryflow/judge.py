@@ -214,8 +214,9 @@ def decide(
     at = f"at {weight}% canary"
 
     verb = operator.verb if operator is not None else None
+    said = operator.describe() if operator is not None else ""
     if verb is Verb.ABORT:
-        return Decision(Action.ROLLBACK, Reason.MANUAL, f"{operator.describe()} {at}", rule="operator_abort")
+        return Decision(Action.ROLLBACK, Reason.MANUAL, f"{said} {at}", rule="operator_abort")
 
     if signal is not None:
         return Decision(Action.ROLLBACK, signal.reason, f"{signal.detail} {at}", rule="signal")
@@ -251,10 +252,10 @@ def decide(
                         tuple(unattributed), rule="needs_baseline")
 
     if verb is Verb.PROMOTE:
-        return Decision(Action.PROMOTE, Reason.MANUAL, f"{operator.describe()} {at}: {_summary(evidence)}", evidence,
+        return Decision(Action.PROMOTE, Reason.MANUAL, f"{said} {at}: {_summary(evidence)}", evidence,
                         rule="operator_promote")
     if verb is Verb.PAUSE:
-        return Decision(Action.HOLD, Reason.PAUSED, f"{operator.describe()} {at}: {_summary(evidence)}", evidence,
+        return Decision(Action.HOLD, Reason.PAUSED, f"{said} {at}: {_summary(evidence)}", evidence,
                         rule="paused")
 
     if elapsed < policy.step_wait_seconds:

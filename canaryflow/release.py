@@ -27,11 +27,11 @@ class ReleaseRolledBack(Exception):
 
     @property
     def reason(self) -> str:
-        return self.args[0]
+        return str(self.args[0])
 
     @property
     def explanation(self) -> str:
-        return self.args[1]
+        return str(self.args[1])
 
     @property
     def summary(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from canaryflow.dashboards import DEFAULT_UID
 from canaryflow.errors import ConfigError
 
 ENV_PREFIX = "CANARYFLOW_"
@@ -35,7 +36,7 @@ class Settings(BaseSettings):
         default=None, description="Service-account token (Editor, or dashboards:write + annotations:write)")
     grafana_token_block: str | None = Field(
         default=None, description="Name of a Prefect Secret block holding the token, used when the token is unset")
-    grafana_dashboard_uid: str = Field(default="canaryflow-deployments", description="The deployment dashboard")
+    grafana_dashboard_uid: str = Field(default=DEFAULT_UID, description="The deployment dashboard")
     grafana_folder_uid: str | None = Field(default=None,
                                            description="Folder the dashboard is saved in; unset: General")
     grafana_timeout_seconds: float = Field(default=5.0, gt=0, description="Per Grafana request")

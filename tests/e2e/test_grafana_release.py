@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from canaryflow.dashboards import DEFAULT_UID
 from canaryflow.release import ReleaseRolledBack
 from flows.release import canary_release
 from tests.e2e.conftest import FAST_SPEC, controller_state, prom_value
@@ -15,7 +16,7 @@ from tests.emulators.grafana import GrafanaEmulator
 
 pytestmark = pytest.mark.e2e
 
-UID = "canaryflow-deployments"
+UID = DEFAULT_UID
 TAGS = ["canaryflow", "service:checkout", "environment:production"]
 #: The dashboard as it was before any release touched it (no ``canaryflow`` tag, one text panel).
 HAND_MADE = {"uid": UID, "title": "Deployments (by hand)", "tags": ["team-payments"],
