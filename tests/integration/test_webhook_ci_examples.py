@@ -25,13 +25,25 @@ pytestmark = [pytest.mark.timeout(60),
                                  reason="needs curl, openssl, jq and bash")]
 
 
+class CountingPosts:
+    """ASGI middleware: how many POSTs reached the receiver (what a client's retries send)."""
+
+    def __init__(self, app) -> None:
+        self.app, self.posts = app, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            self.posts += 1
+        await self.app(scope, receive, send)
+
+
 @pytest.fixture
 def served():
     starter = InMemoryStarter()
-    app = create_app(WebhookConfig(rate_limit_per_second=0), starter=starter,
-                     secrets=WebhookSecrets(generic=SecretStr(SECRET)))
+    app = CountingPosts(create_app(WebhookConfig(rate_limit_per_second=0), starter=starter,
+                                   secrets=WebhookSecrets(generic=SecretStr(SECRET))))
     with ServedApp(app) as served:
-        served.starter = starter
+        served.starter, served.counter = starter, app
         yield served
 
 
@@ -65,8 +77,22 @@ def test_github_actions_example_signs_and_posts(served, tmp_path):
     assert run["request"].idempotency_key.startswith("generic:")
     assert SECRET not in done.stdout + done.stderr
 
+    before = served.counter.posts
     done = run_script(step["run"], {**env, "CANARYFLOW_WEBHOOK_SECRET": "wrong"}, tmp_path)
     assert done.returncode != 0 and "signature invalid" in done.stdout + done.stderr
+    assert served.counter.posts == before + 1  # a 401 is final: curl's --retry does not send it again
+
+
+def test_gitlab_ci_example_does_not_retry_a_refused_payload(served, tmp_path):
+    pipeline = yaml.safe_load((ROOT / "deployments/gitlab-ci-release.yml").read_text())
+    job = pipeline["canary-release"]
+    env = {"CANARYFLOW_WEBHOOK_URL": served.url, "CANARYFLOW_WEBHOOK_SECRET": SECRET,
+           "CI_PROJECT_NAME": "Not A Service!", "CI_COMMIT_TAG": "v9.0.0",
+           "CI_REGISTRY_IMAGE": "registry.example/acme/orders", "CI_PIPELINE_ID": "5502", "CI_JOB_ID": "88002",
+           **job["variables"]}
+    done = run_script("\n".join(job["script"]), env, tmp_path)
+    assert done.returncode != 0
+    assert served.counter.posts == 1 and not served.starter.runs  # a 422 is final too: one post, no run
 
 
 def test_gitlab_ci_example_signs_and_posts(served, tmp_path):
