@@ -27,6 +27,19 @@ class RetryPlan:
         return [RETRY_TAG, f"attempt:{self.attempt}"]
 
 
+#: The prefixes of the tags that say which release a run is, whatever started it.
+RELEASE_TAG_PREFIXES = ("service:", "version:", "environment:")
+
+
+def release_tags(previous: list[str], *, service: str, version: str, environment: str) -> list[str]:
+    """The run's tags with ``service:``, ``version:`` and ``environment:`` set to this release's (a
+    CLI run, a deployment run, a webhook's or a retry's: the UI filters them all alike), and the
+    older ``env:`` spelling dropped."""
+    kept = {t for t in previous if not t.startswith((*RELEASE_TAG_PREFIXES, "env:"))}
+    return sorted(kept | {"canaryflow", "release", f"service:{service}", f"version:{version}",
+                          f"environment:{environment}"})
+
+
 def retry_tags(previous: list[str], attempt: int, *extra: str) -> list[str]:
     """The previous run's tags, its ``attempt:`` tag replaced by this one's, plus ``canary-retry``."""
     kept = {t for t in previous if not t.startswith("attempt:")}

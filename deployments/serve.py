@@ -24,8 +24,8 @@ from flows.rollback import canary_rollback  # noqa: E402
 
 if __name__ == "__main__":
     serve(
-        canary_release.to_deployment(name="staging", tags=["canaryflow", "release", "env:staging"]),
-        canary_release.to_deployment(name="production", tags=["canaryflow", "release", "env:production"]),
+        canary_release.to_deployment(name="staging", tags=["canaryflow", "release", "environment:staging"]),
+        canary_release.to_deployment(name="production", tags=["canaryflow", "release", "environment:production"]),
         canary_rollback.to_deployment(name="manual", tags=["canaryflow", "rollback"]),
         limit=4,
     )

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.states import Failed
@@ -35,6 +36,7 @@ from canaryflow.pipeline_metrics import metrics_for
 from canaryflow.platforms import create as create_platform
 from canaryflow.prometheus import PrometheusSource
 from canaryflow.release import ReleaseRolledBack, ReleaseRun
+from canaryflow.retries import release_tags
 from canaryflow.settings import Settings, get_settings
 from canaryflow.spec import Environment, ReleaseSpec, validate_spec
 from tasks.analysis import analyse_canary, preflight, start_analysis
@@ -94,6 +96,24 @@ def _refuse_other_environment(spec: ReleaseSpec) -> None:
                           fields=("environment",))
 
 
+def _tag_this_run(spec: ReleaseSpec) -> None:
+    """Tag the run with the release it is (``release_tags``), however it was started; monitoring,
+    so a failure is logged and the release goes on."""
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    run_id = _this_run()
+    if run_id is None:
+        return
+    tags = release_tags(list(flow_run.tags or []), service=spec.service, version=spec.version,
+                        environment=spec.environment.value)
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(UUID(run_id), tags=tags)
+    except Exception as exc:  # noqa: BLE001 - a tag never stops a release
+        get_run_logger().warning("could not tag this run %s: %s", tags, exc)
+
+
 def _restore_stable(flow: Any, flow_run: Any, state: Any) -> None:
     """Crash/cancel hook: the process is going away, so put all traffic back on stable now,
     unless this release already settled (rolled back, or promoted: undoing that is not ours)."""
@@ -112,6 +132,7 @@ def _restore_stable(flow: Any, flow_run: Any, state: Any) -> None:
 def canary_release(spec: ReleaseSpec, attempt: int = 1, retry_of: str | None = None) -> Any:
     """Release ``spec.version``; ``attempt``/``retry_of`` are set on scheduled retries of an aborted canary."""
     spec = validate_spec(spec)
+    _tag_this_run(spec)
     _refuse_other_environment(spec)
     settings = get_settings()  # bad settings fail the run here, before it holds or changes anything
     with one_release_per_service(spec.service, timeout=spec.queue_timeout_seconds):
@@ -281,8 +302,9 @@ def reporting_steps(run: ReleaseRun, outcome: Outcome, tasks: SimpleNamespace,
                                                         run.spec.version, outcome.explanation))]
     steps.append(("prefect", "event", lambda: _emit_outcome_event(run, outcome, summary)))
     steps.append(("pushgateway", "push", lambda: run.metrics.push()))
-    if outcome.retry_reason is not None:
-        steps.append(("prefect", "schedule_retry", lambda: _retry(run, tasks, outcome.retry_reason, summary)))
+    retry_reason = outcome.retry_reason
+    if retry_reason is not None:
+        steps.append(("prefect", "schedule_retry", lambda: _retry(run, tasks, retry_reason, summary)))
     if outcome.ending is not Ending.REFUSED:
         steps.append(("prefect", "publish_report", lambda: tasks.publish_report(run, summary)))
     return steps

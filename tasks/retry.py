@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 
 from canaryflow.events import RETRY_SCHEDULED, emit_release_event
 from canaryflow.release import ReleaseRun
-from canaryflow.retries import plan_retry, retry_tags
+from canaryflow.retries import plan_retry, release_tags, retry_tags
 from tasks.common import PLAIN_TASK
 from tasks.prefect_api import prefect_api
 
@@ -31,7 +31,8 @@ def schedule_retry(run: ReleaseRun, reason: str) -> str | None:
         deployment_id, parameters={"spec": run.spec.model_dump(mode="json"), "attempt": plan.attempt,
                                             "retry_of": plan.origin},
         scheduled_time=plan.scheduled_time, idempotency_key=plan.idempotency_key,
-        tags=retry_tags(api.flow_run_tags(), plan.attempt),
+        tags=retry_tags(release_tags(api.flow_run_tags(), service=run.spec.service, version=run.spec.version,
+                                     environment=run.spec.environment.value), plan.attempt),
         timeout=0, as_subflow=False)
     when = plan.scheduled_time.isoformat(timespec="seconds")
     emit_release_event(RETRY_SCHEDULED, run.spec, reason=reason, attempt=plan.attempt, scheduled_time=when, flow_run_id=str(scheduled.id))

@@ -11,6 +11,7 @@ import time
 
 import httpx
 import pytest
+from prefect.client.orchestration import get_client
 
 from canaryflow.release import ReleaseRolledBack
 from flows.release import canary_release
@@ -102,6 +103,9 @@ def test_an_incident_at_full_weight_steps_back_to_compare_and_then_promotes(stac
     unattributed = [m for m in summary["measurements"] if m["metric"] == "error_rate" and m["step"] == 2
                     and m["verdict"] == "INCONCLUSIVE" and "where no baseline served" in m["detail"]]
     assert unattributed, "the breach at 100 % was not reported as needing a baseline"
+    with get_client(sync_client=True) as client:  # the run says which release it is, however started
+        tags = set(client.read_flow_run(state.state_details.flow_run_id).tags)
+    assert {"canaryflow", "service:checkout", "version:v2", "environment:production"} <= tags
 
 
 def test_a_canary_far_below_its_weight_rolls_back_traffic_mismatch(stack, prefect_server):

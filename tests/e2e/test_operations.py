@@ -70,7 +70,7 @@ def test_a_transient_abort_schedules_a_retry_with_the_right_time_and_parameters(
     assert before + timedelta(seconds=119) <= retry.expected_start_time <= after + timedelta(seconds=121)
     assert retry.parameters["attempt"] == 2
     assert retry.parameters["spec"]["version"] == "v7" and retry.parameters["spec"]["retry"]["backoff_seconds"] == 120
-    assert {"attempt:2", RETRY_TAG, "env:production"} <= set(retry.tags)
+    assert {"attempt:2", RETRY_TAG, "environment:production", "service:checkout", "version:v7"} <= set(retry.tags)
 
     # By hand, for a chosen time: `canaryflow retry <id> --at`.
     at = (datetime.now(timezone.utc) + timedelta(hours=2)).replace(microsecond=0)

@@ -63,3 +63,13 @@ def test_the_spec_refuses_to_retry_a_bad_version(reason):
     with pytest.raises(ConfigError) as caught:
         spec(on_reasons=[reason])
     assert "retry.on_reasons" in caught.value.fields
+
+
+def test_release_tags_name_the_release_whatever_started_the_run():
+    from canaryflow.retries import release_tags
+
+    tags = release_tags(["webhook", "source:github", "env:staging", "service:old", "version:v1"],
+                        service="checkout", version="v2", environment="production")
+    assert tags == ["canaryflow", "environment:production", "release", "service:checkout", "source:github",
+                    "version:v2", "webhook"]
+    assert release_tags(tags, service="checkout", version="v2", environment="production") == tags  # idempotent
