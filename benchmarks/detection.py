@@ -122,7 +122,7 @@ def simulate(chosen: Sequence[Scenario], *, runs: dict[str, int], seed: int, int
     with get_context("fork").Pool(processes=workers) as pool:
         for index, outcomes in pool.imap_unordered(run_task, tasks):
             for per_rule in outcomes:
-                for name, outcome in zip(names, per_rule):
+                for name, outcome in zip(names, per_rule, strict=False):
                     table[(everything[index].name, name)].add(outcome)
             done += len(outcomes)
             if progress:
@@ -158,8 +158,9 @@ def cells(row: Row) -> list[str]:
 
 def plain_table(header: Sequence[str], body: Iterable[Sequence[str]]) -> str:
     body = [list(line) for line in body]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *body)]
-    lines = ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w) for i, (x, w) in enumerate(zip(line, widths)))
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *body, strict=False)]
+    lines = ["  ".join(str(x).ljust(w) if i == 0 else str(x).rjust(w)
+                       for i, (x, w) in enumerate(zip(line, widths, strict=False)))
              for line in [list(header), *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -267,7 +268,8 @@ def header(chosen: Sequence[Scenario], *, runs: dict[str, int], seed: int, inter
         f"(split over its compared metrics), min {spec.min_canary_requests} canary requests per step.",
         "Traffic: Poisson arrivals, binomial split by the step weight (baseline = the rest, none at 100 %), "
         f"binomial errors, log-normal latency (p50 20 ms, p95 45 ms) in the demo service's buckets; counts per "
-        f"{TICK} s; the stable served {HISTORY_SECONDS} s alone before the release. Canary req/s is the rate at the first step.",
+        f"{TICK} s; the stable served {HISTORY_SECONDS} s alone before the release. "
+        "Canary req/s is the rate at the first step.",
         "Rules: seed = check the 1 m window once at the end of each step's wait; Flagger = 1 m interval, "
         "rollback once failed checks reach the threshold (checked at the next interval); Argo = 1 m background "
         "measurements, failureLimit 0; previous = canaryflow 5bf4b4c (30 s rounds, 1 m window, >= 50 requests, "

@@ -110,7 +110,7 @@ def ended(arm: Arm, segments: Segments, *, rolled_back: bool, reason: str) -> Ou
 def p95_ms(buckets: np.ndarray) -> float:
     """``histogram_quantile(0.95, ...)`` of per-bucket counts, in ms (NaN with no requests)."""
     cumulative = np.cumsum(buckets)
-    value = Histogram(tuple(zip(BOUNDS, (int(c) for c in cumulative)))).quantile(0.95)
+    value = Histogram(tuple(zip(BOUNDS, (int(c) for c in cumulative), strict=False))).quantile(0.95)
     return math.nan if value is None else value * 1000
 
 
@@ -286,7 +286,7 @@ class SimulatedPrometheus:
         version = self.canary if f'version="{self.canary}"' in promql else self.baseline
         requests, errors, cumulative = self._totals[version]
         if "_bucket" in promql:
-            return SeriesResult(series={(("le", le),): float(c) for le, c in zip(self._le, cumulative)})
+            return SeriesResult(series={(("le", le),): float(c) for le, c in zip(self._le, cumulative, strict=False)})
         series = {(("code", "500"),): float(errors)}
         if 'code=~"5.."' not in promql:
             series[(("code", "200"),)] = float(requests - errors)

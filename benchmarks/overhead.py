@@ -6,10 +6,11 @@ Starts its own local platform (controller, Prometheus, Pushgateway, load generat
 server on 127.0.0.1, then times, alternately, N full ``canary_release`` flow runs and N plain
 releases: preflight (Prometheus ready, the stable version, the version known), deploy, wait until
 ready, smoke test, then for each step set the weight and, every 0.5 s, check the canary still runs
-and measure until both metrics PASS, then promote. The plain path takes no service lock. Steps 10/50/100, no fixed wait, staging
-thresholds, one canary request is enough evidence. Versions alternate v2, v1, v2, ... so every
-release ships a version other than the running stable (the version that was stable a moment ago:
-both paths judge only the new canary's samples, as the analysis window starts at its deploy).
+and measure until both metrics PASS, then promote. The plain path takes no service lock. Steps
+10/50/100, no fixed wait, staging thresholds, one canary request is enough evidence. Versions
+alternate v2, v1, v2, ... so every release ships a version other than the running stable (the
+version that was stable a moment ago: both paths judge only the new canary's samples, as the
+analysis window starts at its deploy).
 
 Both paths wait for the same Prometheus data, so most of each release is scrape latency; the
 difference between them is what the flow engine, the tasks, the Prefect API calls and the

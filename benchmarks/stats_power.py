@@ -43,7 +43,8 @@ def main() -> None:
     )
     evidence = RatioEvidence.start()
     per_round = median_seconds(
-        lambda: evidence.update(canary_events=1, baseline_events=2, canary_requests=10, baseline_requests=90), repeat * 100
+        lambda: evidence.update(canary_events=1, baseline_events=2, canary_requests=10, baseline_requests=90),
+        repeat * 100,
     )
     print(f"detectable_ratio, 200 rounds x 200 simulations: {report * 1000:.0f} ms (median of {repeat})")
     print(f"RatioEvidence.update, 40 grid points: {per_round * 1e6:.0f} us (median of {repeat * 100})")

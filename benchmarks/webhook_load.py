@@ -119,8 +119,9 @@ def main() -> int:
     server = None
     with tempfile.TemporaryDirectory(prefix="canaryflow-webhook-bench-") as tmp:
         if args.prefect:
-            from canaryflow.prefect_server import PrefectServer
             from prefect.settings import PREFECT_API_URL, temporary_settings
+
+            from canaryflow.prefect_server import PrefectServer
 
             server = PrefectServer(home=Path(tmp) / "prefect").start()
             env["PREFECT_API_URL"] = server.api_url

@@ -93,7 +93,8 @@ class Analysis:
     def _unit(self, metric: LatencyMetric) -> str:
         return metric.unit or self.spec.queries.latency_unit
 
-    def _read(self, template: str, version: str | None, at: float | None) -> tuple[Snapshot | None, Snapshot | None, str | None]:
+    def _read(self, template: str, version: str | None, at: float | None
+              ) -> tuple[Snapshot | None, Snapshot | None, str | None]:
         """(snapshot before, snapshot now, error) for one counter of one version; the stored
         snapshot only moves on success, so a failed round's counts land in the next one."""
         if version is None:
@@ -146,7 +147,8 @@ class Analysis:
         for version in (self.spec.version, self.baseline_version):
             if version is None:
                 continue
-            seen = Histogram.from_increase(bucket_increase(None, self.snapshots.get(self.spec.render(template, version=version), {})))
+            snapshot = self.snapshots.get(self.spec.render(template, version=version), {})
+            seen = Histogram.from_increase(bucket_increase(None, snapshot))
             known.update(seen.boundaries)
             if version == self.baseline_version:
                 history = seen

@@ -16,6 +16,7 @@ from uuid import UUID
 import yaml
 
 from canaryflow.errors import ConfigError
+from canaryflow.prefect_sync import sync_result
 
 AUTOMATIONS_DIR = Path(__file__).resolve().parents[1] / "deployments" / "automations"
 ROLLED_BACK = AUTOMATIONS_DIR / "rolled-back.yaml"
@@ -44,10 +45,12 @@ def install(webhook_url: str, *, path: Path = ROLLED_BACK, allow_private_urls: b
     from prefect.blocks.webhook import Webhook
     from prefect.client.orchestration import get_client
     from prefect.events.schemas.automations import AutomationCore
+    from prefect.types import SecretDict
+    from pydantic import SecretStr
 
-    block = Webhook(method="POST", url=webhook_url, allow_private_urls=allow_private_urls,
-                    headers={"Content-Type": "application/json"})
-    block_id = block.save(WEBHOOK_BLOCK, overwrite=True)
+    block = Webhook(method="POST", url=SecretStr(webhook_url), allow_private_urls=allow_private_urls,
+                    headers=SecretDict({"Content-Type": "application/json"}))
+    block_id = sync_result(block.save(WEBHOOK_BLOCK, overwrite=True), "Block.save")
     automation = AutomationCore.model_validate(load_automation(path, webhook_block_id=block_id))
     with get_client(sync_client=True) as client:
         for existing in client.read_automations_by_name(automation.name):

@@ -40,7 +40,7 @@ def render_png(summary: dict[str, Any]) -> bytes | None:
     panels = [("error rate (%)", ratio, 100.0), ("p95 latency (ms)", latency, 1.0)]
     panels = [p for p in panels if p[1]]
     fig, axes = plt.subplots(len(panels) + 1, 1, figsize=(9, 2.3 * (len(panels) + 1)), sharex=True)
-    for axis, (title, names, scale) in zip(axes, panels):
+    for axis, (title, names, scale) in zip(axes, panels, strict=False):
         for name in names:
             rows = series[name]
             t = [r["release_s"] for r in rows]

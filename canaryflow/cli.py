@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -38,7 +39,7 @@ DEMO_UI_PORT = 4200
 DEMO_HOME = Path(os.environ.get("CANARYFLOW_HOME", Path.home() / ".canaryflow"))
 
 
-def _steps(value: Optional[str]) -> Optional[list[int]]:
+def _steps(value: str | None) -> list[int] | None:
     if value is None:
         return None
     try:
@@ -49,15 +50,18 @@ def _steps(value: Optional[str]) -> Optional[list[int]]:
 
 def run_release(spec: ReleaseSpec) -> tuple[bool, dict[str, Any], str | None]:
     """Run the flow in this process; returns (promoted, summary, flow run id)."""
+    from prefect import tags
+    from prefect.states import State
+
     from canaryflow.release import ReleaseRolledBack
     from flows.release import canary_release
 
-    from prefect import tags
-
     # Tags make runs findable in the UI (filter by service:checkout); deployment runs get theirs there.
-    with tags("canaryflow", "release", f"service:{spec.service}", f"env:{spec.environment.value}",
+    with tags("canaryflow", "release", f"service:{spec.service}", f"environment:{spec.environment.value}",
               f"version:{spec.version}"):
         state = canary_release(spec, return_state=True)
+    if not isinstance(state, State):  # a flow called from synchronous code returns its final state
+        raise TypeError(f"canary_release returned {type(state).__name__}, not a Prefect state")
     result = state.result(raise_on_failure=False)
     run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     if isinstance(result, ReleaseRolledBack):
@@ -67,25 +71,25 @@ def run_release(spec: ReleaseSpec) -> tuple[bool, dict[str, Any], str | None]:
     return True, result, run_id
 
 
-SpecFile = Annotated[Optional[Path], typer.Option("--spec", "-f", help="Release spec (YAML, JSON or TOML).")]
-Service = Annotated[Optional[str], typer.Option(help="Service to release.")]
-Version = Annotated[Optional[str], typer.Option(help="New version.")]
-EnvironmentName = Annotated[Optional[str], typer.Option(help="staging | production")]
-PlatformName = Annotated[Optional[str], typer.Option(help="local | kubernetes")]
-Steps = Annotated[Optional[str], typer.Option(help="Canary weights, e.g. 10,50,100.")]
-Wait = Annotated[Optional[float], typer.Option(help="Seconds per step.")]
-Interval = Annotated[Optional[float], typer.Option(help="Seconds between analysis rounds.")]
-Window = Annotated[Optional[str], typer.Option(help="PromQL range window, e.g. 1m.")]
-MinRequests = Annotated[Optional[int], typer.Option(help="Canary requests needed for a verdict.")]
-MaxErrorRate = Annotated[Optional[float], typer.Option(help="Error-rate threshold, e.g. 0.001.")]
-MaxP95 = Annotated[Optional[float], typer.Option(help="p95 latency threshold in ms.")]
+SpecFile = Annotated[Path | None, typer.Option("--spec", "-f", help="Release spec (YAML, JSON or TOML).")]
+Service = Annotated[str | None, typer.Option(help="Service to release.")]
+Version = Annotated[str | None, typer.Option(help="New version.")]
+EnvironmentName = Annotated[str | None, typer.Option(help="staging | production")]
+PlatformName = Annotated[str | None, typer.Option(help="local | kubernetes")]
+Steps = Annotated[str | None, typer.Option(help="Canary weights, e.g. 10,50,100.")]
+Wait = Annotated[float | None, typer.Option(help="Seconds per step.")]
+Interval = Annotated[float | None, typer.Option(help="Seconds between analysis rounds.")]
+Window = Annotated[str | None, typer.Option(help="PromQL range window, e.g. 1m.")]
+MinRequests = Annotated[int | None, typer.Option(help="Canary requests needed for a verdict.")]
+MaxErrorRate = Annotated[float | None, typer.Option(help="Error-rate threshold, e.g. 0.001.")]
+MaxP95 = Annotated[float | None, typer.Option(help="p95 latency threshold in ms.")]
 
 
-def _spec_from_flags(spec_file: Optional[Path], *, service: Optional[str], version: Optional[str],
-                     environment: Optional[str], platform: Optional[str], steps: Optional[str],
-                     wait: Optional[float], interval: Optional[float], window: Optional[str],
-                     min_requests: Optional[int], max_error_rate: Optional[float],
-                     max_p95_ms: Optional[float]) -> ReleaseSpec:
+def _spec_from_flags(spec_file: Path | None, *, service: str | None, version: str | None,
+                     environment: str | None, platform: str | None, steps: str | None,
+                     wait: float | None, interval: float | None, window: str | None,
+                     min_requests: int | None, max_error_rate: float | None,
+                     max_p95_ms: float | None) -> ReleaseSpec:
     """``release`` and ``plan`` read the same flags, so a plan shows exactly what a release would do."""
     thresholds = {k: v for k, v in (("max_error_rate", max_error_rate), ("max_p95_latency_ms", max_p95_ms))
                   if v is not None}
@@ -122,15 +126,16 @@ def _release_and_report(spec: ReleaseSpec) -> bool:
 @contextmanager
 def _bad_input_exits_2(*errors: type[Exception]) -> Iterator[None]:
     """Bad input (``ConfigError`` and any of ``errors``) prints one message and exits 2."""
+    caught: tuple[type[Exception], ...] = (ConfigError, *errors)
     try:
         yield
-    except (ConfigError, *errors) as exc:
+    except caught as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else exc  # str(KeyError) adds quotes
         console.print(f"[red]{escape(str(message))}[/red]")
         raise typer.Exit(2) from None
 
 
-def _load_or_exit(spec_file: Optional[Path], overrides: dict[str, Any]) -> ReleaseSpec:
+def _load_or_exit(spec_file: Path | None, overrides: dict[str, Any]) -> ReleaseSpec:
     """The spec, and the settings checked too: bad input exits 2 before any run exists."""
     from canaryflow.settings import get_settings
 
@@ -167,7 +172,10 @@ def fleet(
                          max_concurrency=max_concurrency, stop_on_rollback=stop_on_rollback)
     from prefect.deployments import run_deployment
 
-    run = run_deployment(deployment, parameters={"spec": spec.model_dump(mode="json")}, timeout=0)
+    from canaryflow.prefect_sync import sync_result
+
+    run = sync_result(run_deployment(deployment, parameters={"spec": spec.model_dump(mode="json")}, timeout=0),
+                      "run_deployment")
     console.print(f"fleet run {run.name} ({run.id}) started for {len(spec.services)} services")
 
 
@@ -185,11 +193,18 @@ def plan(
     print_plan(console, spec)
 
 
+class RollbackReason(StrEnum):
+    MANUAL = "manual"
+    ALERT = "alert"
+
+
 @app.command()
 def rollback(
-    service: Annotated[Optional[str], typer.Argument(help="Service to roll back (its last release's spec is used).")] = None,
-    spec_file: Annotated[Optional[Path], typer.Option("--spec", "-f", help="Spec naming the service and platform.")] = None,
-    reason: Annotated[str, typer.Option(help="manual | alert")] = "manual",
+    service: Annotated[str | None,
+                       typer.Argument(help="Service to roll back (its last release's spec is used).")] = None,
+    spec_file: Annotated[Path | None,
+                         typer.Option("--spec", "-f", help="Spec naming the service and platform.")] = None,
+    reason: Annotated[RollbackReason, typer.Option(help="Counted under this reason.")] = RollbackReason.MANUAL,
     detail: Annotated[str, typer.Option(help="Why, for the run log.")] = "",
 ) -> None:
     """Put all traffic back on stable now and remove the canary (cancels the service's running release)."""
@@ -201,13 +216,15 @@ def rollback(
     if spec_file is not None:
         spec = _load_or_exit(spec_file, {"service": service})
     else:
+        assert service is not None  # one of the two, checked above
         last = latest_release(service)
         if last is None:
             console.print(f"[red]no release of {escape(service)} on record; pass --spec[/red]")
             raise typer.Exit(1)
         spec = _load_or_exit(None, last.parameters["spec"])
     try:
-        result = canary_rollback(spec, reason=reason, detail=detail)
+        why: Literal["manual", "alert"] = "alert" if reason is RollbackReason.ALERT else "manual"
+        result = canary_rollback(spec, reason=why, detail=detail)
     except CanaryflowError as exc:
         raise _fail(exc) from None
     if not result.get("rolled_back", True):
@@ -224,8 +241,9 @@ def rollback(
 def reconcile(
     namespace: Annotated[list[str], typer.Option("--namespace", "-n", help="Namespace to reconcile (repeat).")] = [],  # noqa: B006
     platform: Annotated[str, typer.Option(help="kubernetes | local")] = "kubernetes",
-    stale_after: Annotated[Optional[float], typer.Option(help="Seconds an expired lease of a run Prefect calls "
-                                                               "live is trusted (a SIGKILLed run stays Running).")] = 600.0,
+    stale_after: Annotated[float | None, typer.Option(
+        help="Seconds an expired lease of a run Prefect calls live is trusted (a SIGKILLed run stays Running).",
+    )] = 600.0,
 ) -> None:
     """Restore stable wherever a release's traffic lease expired and no live run holds it."""
     from canaryflow.reconcile import reconcile_kubernetes, reconcile_local
@@ -292,7 +310,7 @@ def reject(
     _answer(flow_run_id, False, reason, by)
 
 
-def _command(verb_name: str, service: str, reason: str, by: Optional[str], wait: float) -> None:
+def _command(verb_name: str, service: str, reason: str, by: str | None, wait: float) -> None:
     """Leave a person's command for the service's running release, then (promote, abort) wait for
     the outcome it leads to and print it in one line; exit 1 if the run did not end in time."""
     from canaryflow import control
@@ -317,7 +335,7 @@ def _command(verb_name: str, service: str, reason: str, by: Optional[str], wait:
 
 
 Reason_ = Annotated[str, typer.Option("--reason", help="Why (kept in the run's log and summary).")]
-By = Annotated[Optional[str], typer.Option(help="Who (default: user@host).")]
+By = Annotated[str | None, typer.Option(help="Who (default: user@host).")]
 WaitEnd = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the run to end (0: do not wait).")]
 ServiceArg = Annotated[str, typer.Argument(help="The service whose running release to act on.")]
 
@@ -346,6 +364,73 @@ def resume(service: ServiceArg, reason: Reason_ = "", by: By = None) -> None:
     _command("resume", service, reason, by, 0)
 
 
+def _prefect_api_or_exit(code: int = 1) -> None:
+    """Commands that only read the Prefect server need one named: without ``PREFECT_API_URL``
+    Prefect would start an empty server of its own in this process and find nothing there."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        console.print("[red]PREFECT_API_URL is not set: point it at the Prefect server the releases run on[/red]")
+        raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    service: Annotated[str | None, typer.Argument(help="The service (default: every service with a release "
+                                                           "in progress, else the latest release of each).")] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the screen up to date until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between reads with --watch.", min=0.5)] = 1.5,
+    until_done: Annotated[bool, typer.Option("--until-done",
+                                             help="With --watch: stop once every release shown has ended.")] = False,
+) -> None:
+    """Show each release: versions, step and weight, each metric's latest verdict with its numbers, the run's link."""
+    from rich.live import Live
+
+    from canaryflow.status import StatusReader, render
+
+    _prefect_api_or_exit()
+    with StatusReader() as reader:
+        if not watch:
+            snapshot = reader.snapshot(service)
+            console.print(render(snapshot))
+            raise typer.Exit(1 if snapshot.error or not snapshot.releases else 0)
+        try:
+            with Live(render(reader.snapshot(service)), console=console, auto_refresh=False,
+                      vertical_overflow="visible") as live:
+                while True:
+                    time.sleep(interval)
+                    snapshot = reader.snapshot(service)
+                    live.update(render(snapshot), refresh=True)
+                    if until_done and snapshot.settled:
+                        break
+        except KeyboardInterrupt:  # Ctrl-C is how a watch ends: the last screen stays, no traceback
+            pass
+
+
+@app.command()
+def wait(
+    run_or_service: Annotated[str, typer.Argument(help="A release's flow run id, or a service (its release in "
+                                                        "progress, else its latest).")],
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds (0: wait as long as it takes).",
+                                           min=0)] = 0,
+) -> None:
+    """Block until the release ends; print its outcome in one line. Exit 0 promoted, 1 rolled back,
+    2 refused (never started: nothing changed), 3 still running at --timeout, 4 crashed or
+    cancelled, 5 no such release or the Prefect API cannot be read."""
+    from canaryflow.waiting import WaitResult, find_run, wait_for
+
+    _prefect_api_or_exit(WaitResult.NOT_FOUND)
+    try:
+        run = find_run(run_or_service)
+    except Exception as exc:  # noqa: BLE001 - no run, or no server: either way nothing to wait for
+        console.print(f"[red]{escape(str(exc) or type(exc).__name__)}[/red]", soft_wrap=True)
+        raise typer.Exit(WaitResult.NOT_FOUND) from None
+    result, line = wait_for(run, timeout=timeout)
+    style = {WaitResult.PROMOTED: "green", WaitResult.TIMEOUT: "yellow"}.get(result, "red")
+    console.print(f"[{style}]{escape(line)}[/{style}]", soft_wrap=True)
+    raise typer.Exit(int(result))
+
+
 @webhook_app.command("serve")
 def webhook_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -362,7 +447,8 @@ def webhook_serve(
 @automation_app.command("install")
 def automation_install(
     webhook_url: Annotated[str, typer.Option(help="Where the notification is POSTed (e.g. a Slack incoming webhook).")],
-    allow_private_urls: Annotated[bool, typer.Option(help="Let the server call a private or loopback address.")] = False,
+    allow_private_urls: Annotated[bool,
+                                  typer.Option(help="Let the server call a private or loopback address.")] = False,
 ) -> None:
     """Create (or replace) the automation that notifies a webhook when a release rolls back."""
     from canaryflow.automations import install
@@ -373,11 +459,11 @@ def automation_install(
 
 
 @local_app.command("versions")
-def local_versions(catalog: Annotated[Optional[Path], typer.Option(help="Version catalogue file.")] = None) -> None:
+def local_versions(catalog: Annotated[Path | None, typer.Option(help="Version catalogue file.")] = None) -> None:
     """List the versions of the catalogue and how each behaves."""
-    from canaryflow.local.catalog import load_catalog
-
     from rich.table import Table
+
+    from canaryflow.local.catalog import load_catalog
 
     cat = load_catalog(catalog)
     table = Table(title=f"versions of {escape(cat.service)}")
@@ -412,7 +498,7 @@ def version_row(name: str, version: Any) -> tuple[str, str, str, str, str]:
 def local_up(
     stable: Annotated[str, typer.Option(help="Version running as stable.")] = "v1",
     rps: Annotated[float, typer.Option(help="Load generator requests per second.")] = 50,
-    catalog: Annotated[Optional[Path], typer.Option(help="Version catalogue file.")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="Version catalogue file.")] = None,
     duration: Annotated[float, typer.Option(help="Stop by itself after this many seconds.")] = 3600,
 ) -> None:
     """Run the local platform until Ctrl-C; prints the variables that point releases at it."""
@@ -460,7 +546,7 @@ def demo_spec(version: str, *, wait: float, interval: float, environment: str = 
 def local_release(
     version: Annotated[str, typer.Argument(help="A version name from the catalogue, e.g. v3-slow.")],
     stable: Annotated[str, typer.Option(help="Version running as stable.")] = "v1",
-    catalog: Annotated[Optional[Path], typer.Option(help="Version catalogue file.")] = None,
+    catalog: Annotated[Path | None, typer.Option(help="Version catalogue file.")] = None,
     wait: Annotated[float, typer.Option(help="Seconds per step.")] = 8,
     interval: Annotated[float, typer.Option(help="Seconds between analysis rounds.")] = 1,
     environment: Annotated[str, typer.Option(help="staging | production (its default thresholds apply)")] = "staging",
@@ -502,7 +588,7 @@ def _ensure_prefect_ui() -> str:
 def demo(
     wait: Annotated[float, typer.Option(help="Seconds per canary step.")] = 8,
     interval: Annotated[float, typer.Option(help="Seconds between analysis rounds.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the platform's random errors, latencies and routing "
+    seed: Annotated[int | None, typer.Option(help="Seed of the platform's random errors, latencies and routing "
                                                      "(0: fresh randomness every run).")] = DEMO_SEED,
 ) -> None:
     """Release a healthy version (promoted), then a bad one (rolled back), on the local platform."""
@@ -521,11 +607,12 @@ def demo(
         console.rule("starting the local platform: Prometheus, Pushgateway, proxy, checkout v1, load")
         with LocalStack(stable="v1", rps=100, seed=seed or None) as stack:
             _point_at(stack)
-            for version, expect in (("v2", "healthy: should be promoted"), ("v3-errors", "5% errors: should roll back")):
+            for version, expect in (("v2", "healthy: should be promoted"),
+                                    ("v3-errors", "5% errors: should roll back")):
                 console.rule(f"release checkout {version} ({expect})")
                 results.append((version, *run_release(demo_spec(version, wait=wait, interval=interval))))
     console.rule("summary")
-    for version, promoted, summary, run_id in results:
+    for _version, _promoted, summary, run_id in results:
         print_summary(console, summary)
         if run_id:
             console.print(f"  Prefect UI: {ui}/runs/flow-run/{run_id}\n", soft_wrap=True)

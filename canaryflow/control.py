@@ -18,7 +18,7 @@ from __future__ import annotations
 import getpass
 import socket
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -45,7 +45,7 @@ class OperatorCommand:
     verb: Verb
     by: str
     reason: str = ""
-    at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def describe(self) -> str:
         return f"{PAST[self.verb]} by {self.by}" + (f": {self.reason}" if self.reason else "")
@@ -106,8 +106,12 @@ def running_release(service: str) -> Any:
     """The service's release run that is Running now (the one a command is for), or a
     ``CanaryflowError`` saying there is none: a command with nobody to read it must not wait."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterName, FlowRunFilterState,
-                                                FlowRunFilterStateType)
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import FlowRunSort
 

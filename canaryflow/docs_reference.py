@@ -64,8 +64,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, BaseModel):
         dumped = {k: _plain(v) for k, v in value.model_dump(mode="json", exclude_defaults=True).items()}
         if "kind" in type(value).model_fields:  # the discriminator says which kind; never drop it
-            dumped = {"name": dumped.pop("name"), "kind": getattr(value, "kind"), **dumped} if "name" in dumped \
-                else {"kind": getattr(value, "kind"), **dumped}
+            kind = dict(value)["kind"]  # a model iterates as its (field, value) pairs
+            dumped = {"name": dumped.pop("name"), "kind": kind, **dumped} if "name" in dumped \
+                else {"kind": kind, **dumped}
         return dumped
     if isinstance(value, Enum):
         return value.value
@@ -329,6 +330,8 @@ def metric_docs() -> list[MetricDoc]:
     docs = []
     for metric in (v for v in vars(metrics).values() if isinstance(v, MetricWrapperBase)):
         kind = metric._type
+        if kind is None:  # only prometheus_client's abstract base has no type
+            raise TypeError(f"metric {metric._name} has no Prometheus type")
         values: dict[str, set[str]] = {}
         for family in metric.collect():
             for sample in family.samples:

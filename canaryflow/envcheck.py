@@ -121,7 +121,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[object, ...]) -> set[str]:
             break
         field = current.model_fields.get(str(part))
         if field is not None:
-            current = _model_of(field.annotation) or _model_of(next(iter(getattr(field.annotation, "__args__", ())), None))
+            first_arg = next(iter(getattr(field.annotation, "__args__", ())), None)
+            current = _model_of(field.annotation) or _model_of(first_arg)
     if current is not None and loc and str(loc[-1]) not in current.model_fields:
         return set(current.model_fields)
     return {name.rsplit(NESTED, 1)[-1].lower() for name in _names(model, "")}
@@ -129,7 +130,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[object, ...]) -> set[str]:
 
 def spec_field_hint(model: type[BaseModel], error: Mapping[str, object]) -> str:
     """``; did you mean step_wait_seconds?`` for an unknown key of a spec, else empty."""
-    loc = tuple(error.get("loc") or ())  # type: ignore[arg-type]
+    raw_loc = error.get("loc") or ()  # pydantic's errors() give a tuple of keys and indices
+    loc: tuple[object, ...] = tuple(raw_loc) if isinstance(raw_loc, Iterable) else ()
     if error.get("type") != "extra_forbidden" or not loc:
         return ""
     meant = closest(str(loc[-1]), _fields_at(model, loc))

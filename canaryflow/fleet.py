@@ -10,20 +10,19 @@ back, what was never attempted). ``flows/fleet.py`` runs each service's release 
 from __future__ import annotations
 
 import math
-from enum import Enum
-from typing import Union
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from canaryflow.local.services import SERVICE_NAME
 
+WaveSize = int | str
+
 #: One service first, then a quarter of the fleet, then the rest.
-DEFAULT_WAVES: tuple[str, ...] = ("1", "25%", "rest")
-
-WaveSize = Union[int, str]
+DEFAULT_WAVES: tuple[WaveSize, ...] = ("1", "25%", "rest")
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     PROMOTED = "promoted"
     ROLLED_BACK = "rolled_back"
     FAILED = "failed"  # the child run ended otherwise (crashed, refused, cancelled)
@@ -126,7 +125,7 @@ class FleetSpec(BaseModel):
         return spec
 
     @model_validator(mode="after")
-    def _waves_plan(self) -> "FleetSpec":
+    def _waves_plan(self) -> FleetSpec:
         plan_waves(self.services, self.waves)  # refuses a bad wave now, naming it
         return self
 

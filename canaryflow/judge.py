@@ -195,7 +195,7 @@ def _first_failure(rounds: Sequence[Round], *, traffic: bool) -> Measurement | N
 
 def step_backs(rounds: Sequence[Round]) -> int:
     """How often the release stepped back: the rounds' step index went down."""
-    return sum(1 for a, b in zip(rounds, rounds[1:]) if b.step_index < a.step_index)
+    return sum(1 for a, b in zip(rounds, rounds[1:], strict=False) if b.step_index < a.step_index)
 
 
 def decide(

@@ -6,7 +6,7 @@ by hand, answer an approval gate. Used by the CLI; every call goes to the server
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +19,7 @@ _RELATIVE = re.compile(r"^\+?(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 
 def parse_when(value: str, *, now: datetime | None = None) -> datetime:
     """``now``, a relative ``+10m`` / ``90s``, or an ISO 8601 time (naive = UTC). Always aware."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     text = value.strip()
     if text == "now":
         return now
@@ -30,20 +30,53 @@ def parse_when(value: str, *, now: datetime | None = None) -> datetime:
         when = datetime.fromisoformat(text)
     except ValueError:
         raise CanaryflowError(f"cannot read time {value!r}: use now, +10m, 90s or 2026-11-27T09:30:00+00:00") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def latest_release(service: str) -> Any:
-    """The most recent ``release/<service>/...`` flow run, or None."""
+def release_runs(service: str | None = None, *, limit: int = 50, by_start_time: bool = False) -> list[Any]:
+    """Release flow runs (named ``release/<service>/...``; of every service without ``service``),
+    newest first: by expected start (set even before a run starts), or by start time."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
     from prefect.client.schemas.sorting import FlowRunSort
 
+    prefix = f"release/{service}/" if service else "release/"
+    sort = FlowRunSort.START_TIME_DESC if by_start_time else FlowRunSort.EXPECTED_START_TIME_DESC
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"release/{service}/")),
-                                     sort=FlowRunSort.START_TIME_DESC, limit=20)
-    runs = [r for r in runs if r.name.startswith(f"release/{service}/")]
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=prefix)),
+                                     sort=sort, limit=limit)
+    return [r for r in runs if r.name.startswith(prefix)]  # ``like_`` matches anywhere in the name
+
+
+def latest_release(service: str) -> Any:
+    """The most recent ``release/<service>/...`` flow run, or None."""
+    runs = release_runs(service, limit=20, by_start_time=True)
     return runs[0] if runs else None
+
+
+def service_of(run: Any) -> str:
+    """The service a release run is for, from its name ``release/<service>/<version>/<environment>``."""
+    return run.name.split("/")[1]
+
+
+def in_progress(run: Any, *, now: datetime | None = None) -> bool:
+    """The run has not ended and is under way or due: Running, Paused (an approval gate),
+    Pending, Cancelling, or Scheduled for a time already past (a worker is about to pick it up).
+    A retry scheduled for later is not the release in progress yet."""
+    state = run.state
+    if state is None or state.is_final():
+        return False
+    if state.is_scheduled():
+        due = state.state_details.scheduled_time or run.expected_start_time
+        return due is None or due <= (now or datetime.now(UTC))
+    return True
+
+
+def current_release(service: str, *, now: datetime | None = None) -> Any:
+    """What a person means by "the release of ``service``": its newest run in progress, else its
+    newest run; None when it has none on record."""
+    runs = release_runs(service)
+    return next((r for r in runs if in_progress(r, now=now)), runs[0] if runs else None)
 
 
 def schedule_retry_at(flow_run_id: str, when: datetime) -> Any:

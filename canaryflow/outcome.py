@@ -75,5 +75,6 @@ class Outcome:
         """The final state's message: the ending and the reason, first."""
         if self.ending is Ending.PROMOTED:
             return "promoted"
-        head = f"{self.ending.value.replace('_', ' ')} ({self.reason.value if self.reason else 'not releasable'}): {self.explanation}"
+        why = self.reason.value if self.reason else "not releasable"
+        head = f"{self.ending.value.replace('_', ' ')} ({why}): {self.explanation}"
         return head + (f"; the rollback itself failed: {self.rollback_error}" if self.rollback_error else "")

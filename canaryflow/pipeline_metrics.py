@@ -298,7 +298,7 @@ def _seed_child(metric: Any, child: Any, sample: dict[str, Any]) -> None:
         cumulative = [float(sample["buckets"].get(_bucket_key(b), 0)) for b in metric._upper_bounds[:-1]]
         cumulative.append(float(sample.get("count", 0)))
         previous = 0.0
-        for bucket, total in zip(child._buckets, cumulative):
+        for bucket, total in zip(child._buckets, cumulative, strict=False):
             bucket.inc(max(total - previous, 0.0))
             previous = total
         child._sum.inc(float(sample.get("sum", 0)))
@@ -357,7 +357,7 @@ def metrics_for(*, service: str, environment: str, pushgateway_url: str | None =
         return metrics
     if _served.port is None:
         registry = CollectorRegistry()
-        registry.register(_served)  # type: ignore[arg-type]
+        registry.register(_served)
         start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
         _served.port = metrics_port
     key = (service, environment)

@@ -53,7 +53,8 @@ class PrefectServer:
         prefect = shutil.which("prefect", path=os.path.dirname(sys.executable)) or "prefect"
         self.process = procs.spawn(
             [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            log_path=self.home / "server.log", env=server_env(home=self.home, port=self.port, database_url=self._database_url),
+            log_path=self.home / "server.log",
+            env=server_env(home=self.home, port=self.port, database_url=self._database_url),
             die_with_parent=not self.detached)
         if self.detached:
             self.pid_file_in(self.home).write_text(str(self.process.pid))

@@ -22,15 +22,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from canaryflow.errors import PlatformError
 from canaryflow.judge import Reason
-from canaryflow.kube.client import MERGE_PATCH, KubeApi, KubeForbidden, KubeNotFound
+from canaryflow.kube.client import MERGE_PATCH, KubeApi, KubeNotFound
 from canaryflow.kube.lease import (
-    Holder, Lease, MalformedLease, current_holder, describe, has_lease, new_lease, read_lease, rfc3339, utcnow,
+    Holder,
+    Lease,
+    MalformedLease,
+    current_holder,
+    describe,
+    has_lease,
+    new_lease,
+    read_lease,
+    rfc3339,
+    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -150,7 +159,7 @@ class PrefectRunStates:
                     return Liveness.UNKNOWN, self.problem
                 run = client.read_flow_run(UUID(run_id))
                 answer = (liveness_of(run.state.type.value if run.state else None),
-                          run.state.name if run.state else "without a state")
+                          (run.state.name or run.state.type.value) if run.state else "without a state")
         except ObjectNotFound:
             answer = (Liveness.DEAD, "not found")
         except Exception as exc:  # connection refused, timeouts, 5xx: ask again next pass
@@ -414,7 +423,7 @@ def reconcile_local(controller_url: str) -> Report:
         return report
     weight, expires = state.get("canary_weight", 0), state.get("lease_expires_at")
     if weight and expires:
-        at = rfc3339(datetime.fromtimestamp(float(expires), tz=timezone.utc))
+        at = rfc3339(datetime.fromtimestamp(float(expires), tz=UTC))
         why = f"canary at {weight}%, lease expires at {at}; the controller returns users to stable itself"
     elif weight:
         why = f"canary at {weight}% with no lease (set without one); the controller will not revert it"

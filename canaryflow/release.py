@@ -132,7 +132,7 @@ class ReleaseRun:
                  "baseline_requests": m.baseline_requests, "evidence": m.evidence,
                  "evidence_threshold": m.evidence_threshold,
                  "bounds": list(m.bounds) if m.bounds else None, "detail": m.detail, "release_s": round(t, 1)}
-                for r, t in zip(self.rounds, self.round_times) for m in r.measurements
+                for r, t in zip(self.rounds, self.round_times, strict=False) for m in r.measurements
             ],
             "step_starts": [[round(t, 1), w] for t, w in self.step_starts],
             "decided_s": round(time.monotonic() - self.started, 1),

@@ -60,7 +60,8 @@ def print_plan(console: Console, spec: Any) -> None:
         f"{spec.max_p95_latency_ms:g} ms; at least {spec.min_canary_requests} canary requests per step; "
         f"{spec.max_consecutive_errors} query errors in a row roll back",
         f"judge: canary vs baseline (the stable version serving at the same time), anytime-valid, alpha "
-        f"{analysis.alpha:g} over the whole release{' (strict: SLO upper bounds must be within limits)' if analysis.strict else ''}; "
+        f"{analysis.alpha:g} over the whole release"
+        f"{' (strict: SLO upper bounds must be within limits)' if analysis.strict else ''}; "
         f"traffic-split check at {analysis.traffic_alpha:g}",
         "smoke tests: " + (", ".join(f"{c.method} {c.path} -> {c.expect_status}" for c in spec.smoke) or "none"),
         f"retries: up to {spec.retry.max_attempts} attempts on {', '.join(spec.retry.on_reasons)}; backoff "

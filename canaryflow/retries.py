@@ -8,7 +8,7 @@ in the UI, surviving a worker restart. This module only decides; ``tasks.retry``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from canaryflow.spec import ReleaseSpec
 
@@ -57,6 +57,6 @@ def plan_retry(spec: ReleaseSpec, *, reason: str, attempt: int, origin: str,
     if reason not in spec.retry.on_reasons or attempt >= spec.retry.max_attempts:
         return None
     next_attempt = attempt + 1
-    when = (now or datetime.now(timezone.utc)) + timedelta(seconds=spec.retry.delay_before(next_attempt))
+    when = (now or datetime.now(UTC)) + timedelta(seconds=spec.retry.delay_before(next_attempt))
     return RetryPlan(attempt=next_attempt, scheduled_time=when,
                      idempotency_key=f"{RETRY_TAG}/{origin}/{next_attempt}", origin=origin)

@@ -30,8 +30,8 @@ class Settings(BaseSettings):
                                      description="Also serve the pipeline metrics on this port (long-lived workers)")
     local_controller_url: str = Field(default="http://127.0.0.1:8080",
                                       description="The local platform's controller")
-    grafana_url: str | None = Field(default=None,
-                                    description="Grafana base URL; unset, dashboard updates and annotations are skipped")
+    grafana_url: str | None = Field(
+        default=None, description="Grafana base URL; unset, dashboard updates and annotations are skipped")
     grafana_token: SecretStr | None = Field(
         default=None, description="Service-account token (Editor, or dashboards:write + annotations:write)")
     grafana_token_block: str | None = Field(

@@ -222,7 +222,7 @@ class ReleaseSpec(BaseModel):
             raise ValueError("at least one step is required")
         if any(not 1 <= s <= 100 for s in steps):
             raise ValueError("every step is a canary weight between 1 and 100")
-        if any(b <= a for a, b in zip(steps, steps[1:])):
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
             raise ValueError("steps must strictly increase")
         if steps[-1] != 100:
             raise ValueError("the last step must be 100 (the canary takes all traffic before promotion)")
@@ -363,7 +363,8 @@ def format_validation_error(exc: ValidationError) -> ConfigError:
     from canaryflow.envcheck import spec_field_hint
 
     fields = tuple(".".join(str(p) for p in err["loc"]) or "<spec>" for err in exc.errors())
-    lines = [f"  {f}: {err['msg']}{spec_field_hint(ReleaseSpec, err)}" for f, err in zip(fields, exc.errors())]
+    lines = [f"  {f}: {err['msg']}{spec_field_hint(ReleaseSpec, err)}"
+             for f, err in zip(fields, exc.errors(), strict=False)]
     return ConfigError("invalid release spec:\n" + "\n".join(lines), fields=fields)
 
 

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
-from prefect.states import Failed
+from prefect.states import Failed, State
 
 from canaryflow.fleet import FleetSpec, Outcome, fleet_summary, plan_waves, should_stop, summary_markdown
+from canaryflow.prefect_sync import sync_result
 
 POLL_SECONDS = 2.0
 
@@ -41,16 +43,16 @@ def outcome_of(state: Any) -> Outcome | None:
     return Outcome.FAILED
 
 
-def _start(spec: FleetSpec, service: str) -> str:
+def _start(spec: FleetSpec, service: str) -> UUID:
     parent = current_run.get_id() or "local"
     child = run_deployment(spec.deployment_name, parameters={"spec": spec.release_spec(service)}, timeout=0,
                            idempotency_key=f"fleet:{parent}:{service}",
                            tags=["canaryflow", "fleet", f"service:{service}", f"version:{spec.version}"])
-    return str(child.id)
+    return sync_result(child, "run_deployment").id
 
 
 @flow(name="canary-fleet", flow_run_name=_run_name)
-def canary_fleet(spec: FleetSpec) -> dict[str, Any]:
+def canary_fleet(spec: FleetSpec) -> dict[str, Any] | State[Any]:
     """Release ``spec.version`` to every service of ``spec.services`` in waves."""
     spec = FleetSpec.model_validate(spec if isinstance(spec, dict) else spec.model_dump())
     logger = get_run_logger()
@@ -60,7 +62,7 @@ def canary_fleet(spec: FleetSpec) -> dict[str, Any]:
         if should_stop(outcomes, stop_on_rollback=spec.stop_on_rollback):
             break
         logger.info("wave %d/%d: %s", number, len(waves), ", ".join(wave))
-        queue, running = list(wave), {}
+        queue, running = list(wave), dict[str, UUID]()
         with get_client(sync_client=True) as client:
             while queue or running:
                 while queue and len(running) < spec.max_concurrency and not should_stop(

@@ -154,7 +154,8 @@ def final_state(outcome: Outcome, summary: dict[str, Any]) -> Any:
     if outcome.ending is Ending.ROLLED_BACK:
         rolled_back = ReleaseRolledBack(outcome.reason.value, outcome.explanation, summary)  # type: ignore[union-attr]
         return Failed(message=outcome.describe(), data=rolled_back, name="RolledBack")  # the UI tells it from a crash
-    return Failed(message=outcome.describe(), data=outcome.cause or PreflightError(outcome.explanation))
+    # Refused before any change: named apart from a rollback, so the UI and `canaryflow wait` tell them apart.
+    return Failed(message=outcome.describe(), data=outcome.cause or PreflightError(outcome.explanation), name="Refused")
 
 
 def release(run: ReleaseRun, tasks: SimpleNamespace | None = None) -> Outcome:
@@ -204,11 +205,7 @@ def _steps(run: ReleaseRun, tasks: SimpleNamespace) -> Outcome:
             if not approved:
                 return Outcome.rolled_back(Reason.MANUAL, why)
         tasks.set_canary_weight(run, weight)
-        _report(run, "prefect", "event", lambda: emit_release_event(
-            events.STEPPED_BACK if stepped_back else events.STEP_ADVANCED, run.spec, weight=weight, step=index + 1,
-            steps=len(run.spec.steps)))
-        _report(run, "prefect", "show_weight", lambda: tasks.show_weight(run, weight))
-        _report(run, "grafana", "annotate", lambda: tasks.annotate_release(run, "step", weight))
+        _announce_weight(run, tasks, weight, step=index + 1, stepped_back=stepped_back)
         decision = analyse_step(run, index, tasks)
         if decision.action is Action.ROLLBACK:
             return Outcome.rolled_back(decision.reason, decision.explanation, evidence=(decision,))
@@ -221,6 +218,15 @@ def _steps(run: ReleaseRun, tasks: SimpleNamespace) -> Outcome:
             break
         index += 1
     return Outcome.promoted(tuple(passed))
+
+
+def _announce_weight(run: ReleaseRun, tasks: SimpleNamespace, weight: int, *, step: int, stepped_back: bool) -> None:
+    """The new weight's event, the UI's weight and the dashboard annotation: reporting only."""
+    event = events.STEPPED_BACK if stepped_back else events.STEP_ADVANCED
+    _report(run, "prefect", "event", lambda: emit_release_event(event, run.spec, weight=weight, step=step,
+                                                                  steps=len(run.spec.steps)))
+    _report(run, "prefect", "show_weight", lambda: tasks.show_weight(run, weight))
+    _report(run, "grafana", "annotate", lambda: tasks.annotate_release(run, "step", weight))
 
 
 def _roll_back(run: ReleaseRun, tasks: SimpleNamespace, planned: Outcome) -> Outcome:
@@ -292,8 +298,9 @@ def reporting_steps(run: ReleaseRun, outcome: Outcome, tasks: SimpleNamespace,
                   ("grafana", "restore_dashboard", lambda: tasks.restore_dashboard(run)),
                   ("pipeline", "release_finished",
                    lambda: run.metrics.release_finished(status="rolled_back", duration=duration, reason=reason)),
-                  ("pipeline", "log", lambda: get_run_logger().error("release of %s %s rolled back: %s — %s", run.spec.service,
-                                                        run.spec.version, reason, outcome.explanation)),
+                  ("pipeline", "log", lambda: get_run_logger().error(
+                      "release of %s %s rolled back: %s — %s", run.spec.service, run.spec.version, reason,
+                      outcome.explanation)),
                   ("prefect", "show_weight", lambda: tasks.show_weight(run, 0))]
     else:
         steps += [("pipeline", "release_finished",

@@ -52,7 +52,11 @@ def ask_releases_to_abort(service: str, *, except_run: str | None = None, reason
     for found in runs:
         if found.state_type is StateType.RUNNING:
             control.send(str(found.id), command)
-    return [{"id": str(r.id), "name": r.name, "state": r.state_type.value} for r in runs]
+    listed = []
+    for r in runs:
+        assert r.state_type is not None, "the runs were read filtered on their state type"
+        listed.append({"id": str(r.id), "name": r.name, "state": r.state_type.value})
+    return listed
 
 
 @task(name="move-traffic-to-stable", **WAITING_PLATFORM_TASK)
@@ -118,7 +122,8 @@ def _run_name() -> str:
 
 
 @flow(name="canary-rollback", flow_run_name=_run_name)
-def canary_rollback(spec: ReleaseSpec, reason: Literal["manual", "alert"] = "manual", detail: str = "") -> dict[str, Any]:
+def canary_rollback(spec: ReleaseSpec, reason: Literal["manual", "alert"] = "manual", detail: str = ""
+                    ) -> dict[str, Any]:
     spec = validate_spec(spec)
     log = get_run_logger()
     releases = ask_releases_to_abort(spec.service, reason=reason, detail=detail)

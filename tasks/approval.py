@@ -10,10 +10,9 @@ import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from prefect import get_run_logger
 from typing import Any
 
+from prefect import get_run_logger
 from prefect.exceptions import FlowPauseTimeout
 from prefect.input import RunInput
 from pydantic import Field

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from canaryflow.dashboard_release import DashboardTracker, Outcome
 from canaryflow.grafana import GrafanaClient
+from canaryflow.prefect_sync import sync_result
 from canaryflow.release import ReleaseRun
 from canaryflow.settings import Settings, get_settings
 from tasks.common import PLAIN_TASK
@@ -28,7 +29,7 @@ def grafana_token(settings: Settings) -> SecretStr | None:
     if settings.grafana_token_block:
         from prefect.blocks.system import Secret
 
-        value = Secret.load(settings.grafana_token_block).get()
+        value = sync_result(Secret.load(settings.grafana_token_block), "Secret.load").get()
         return SecretStr(value if isinstance(value, str) else str(value))
     return None
 

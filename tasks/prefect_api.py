@@ -9,6 +9,7 @@ report, never the outcome.
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from canaryflow.release import ReleaseRun
 
@@ -64,7 +65,7 @@ class PrefectApi:
     def resume_flow_run(self, flow_run_id: str, **options: Any) -> None:
         from prefect.flow_runs import resume_flow_run
 
-        resume_flow_run(flow_run_id, **options)
+        resume_flow_run(UUID(flow_run_id), **options)
 
 
 DEFAULT = PrefectApi()

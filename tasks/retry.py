@@ -35,7 +35,8 @@ def schedule_retry(run: ReleaseRun, reason: str) -> str | None:
                                      environment=run.spec.environment.value), plan.attempt),
         timeout=0, as_subflow=False)
     when = plan.scheduled_time.isoformat(timespec="seconds")
-    emit_release_event(RETRY_SCHEDULED, run.spec, reason=reason, attempt=plan.attempt, scheduled_time=when, flow_run_id=str(scheduled.id))
+    emit_release_event(RETRY_SCHEDULED, run.spec, reason=reason, attempt=plan.attempt, scheduled_time=when,
+                       flow_run_id=str(scheduled.id))
     log.warning("scheduled attempt %d/%d of this release at %s (flow run %s)", plan.attempt,
                 run.spec.retry.max_attempts, when, scheduled.id)
     return f"attempt {plan.attempt}/{run.spec.retry.max_attempts} scheduled at {when} (flow run {scheduled.id})"

@@ -116,7 +116,7 @@ class Histogram:
             return self
         if self.boundaries != other.boundaries:
             raise ValueError("histograms with different buckets cannot be added")
-        return Histogram(tuple((le, a + b) for (le, a), (_, b) in zip(self.buckets, other.buckets)))
+        return Histogram(tuple((le, a + b) for (le, a), (_, b) in zip(self.buckets, other.buckets, strict=False)))
 
     def quantile(self, q: float) -> float | None:
         """Linear interpolation inside the bucket, as ``histogram_quantile`` does: for display only

@@ -119,7 +119,7 @@ def assess_latency(
         return measurement(Verdict.ERROR, f"{name}: the histogram's buckets changed during the release", state)
 
     evidence = []
-    for ev, le in zip(state.evidence, boundaries):
+    for ev, le in zip(state.evidence, boundaries, strict=False):
         if canary.buckets and baseline.buckets:
             c, b = canary.slower_than(le), baseline.slower_than(le)
             ev = ev.update(canary_events=c.events, baseline_events=b.events, canary_requests=c.requests,

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from canaryflow.analysis_spec import RatioMetric
+from canaryflow.analysis_spec import Grid, RatioMetric
 from canaryflow.assess import explain
 from canaryflow.assess.counts import ZERO, Counts
 from canaryflow.judge import Measurement, Reason, Verdict
@@ -55,13 +55,14 @@ class RatioState:
         return cls(ZERO, ZERO, -1, ZERO, RatioEvidence.start(grid))
 
 
-def grid_of(metric_grid) -> RatioGrid:  # noqa: ANN001 - the spec's Grid model
+def grid_of(metric_grid: Grid) -> RatioGrid:
     return RatioGrid(low=metric_grid.low, high=metric_grid.high, points=metric_grid.points)
 
 
-#: The guard rails' Beta(1, b) mixture: b = 0.2 / limit rather than 1 / limit: the rates a guard rail exists for are several times the limit (a canary just over
-#: it is the comparison's job). Measured on the confidence sequence: 5 % errors against a 1 % limit
-#: are credibly over it after 150 requests with b = 20, 190 with b = 100 (JUDGE.md's 1/limit).
+#: The guard rails' Beta(1, b) mixture: b = 0.2 / limit rather than 1 / limit: the rates a guard
+#: rail exists for are several times the limit (a canary just over it is the comparison's job).
+#: Measured on the confidence sequence: 5 % errors against a 1 % limit are credibly over it after
+#: 150 requests with b = 20, 190 with b = 100 (JUDGE.md's 1/limit).
 GUARD_RAIL_SCALE = 0.2
 
 

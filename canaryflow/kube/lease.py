@@ -23,7 +23,7 @@ import json
 import os
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from canaryflow.errors import PlatformError
@@ -84,7 +84,7 @@ class Lease:
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -98,7 +98,7 @@ def parse_rfc3339(text: str) -> datetime:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_lease(holder: Holder, seconds: float, release: dict[str, Any], *, now: datetime) -> Lease:

@@ -43,6 +43,6 @@ PRESETS = tuple(PRESET_QUERIES)
 def preset(name: str) -> QueryTemplates:
     """The ``QueryTemplates`` of a preset; ``KeyError`` names the known presets."""
     try:
-        return QueryTemplates(**PRESET_QUERIES[name])
+        return QueryTemplates.model_validate(PRESET_QUERIES[name])
     except KeyError:
         raise KeyError(f"unknown query preset {name!r}; known: {', '.join(PRESETS)}") from None

@@ -47,7 +47,8 @@ def rollout_status(deployment: dict[str, Any]) -> tuple[bool, str]:
     replica check.
     """
     name = _name(deployment)
-    metadata, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
+    metadata, spec = deployment.get("metadata") or {}, deployment.get("spec") or {}
+    status = deployment.get("status") or {}
     if int(metadata.get("generation") or 0) > int(status.get("observedGeneration") or 0):
         return False, "Waiting for deployment spec update to be observed..."
     for condition in status.get("conditions") or []:

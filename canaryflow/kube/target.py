@@ -53,9 +53,10 @@ class KubernetesTarget(BaseModel):
     image: str | None = Field(default=None, description="Image template, e.g. registry.example.com/checkout:$version; "
                                                           "default: the stable image with its tag replaced")
     router: Router = Field(default="replicas", description="How users reach the canary: replicas, istio or gateway-api")
-    total_replicas: int | None = Field(default=None, ge=1, description="replicas router: the replicas split between stable and "
-                                          "canary; other routers: the canary Deployment's replicas. Default: the "
-                                          "stable Deployment's replicas")
+    total_replicas: int | None = Field(default=None, ge=1,
+                                       description="replicas router: the replicas split between stable and "
+                                                   "canary; other routers: the canary Deployment's replicas. Default: "
+                                                   "the stable Deployment's replicas")
     virtual_service: str | None = Field(default=None, pattern=NAME_PATTERN, description="istio: the VirtualService")
     host: str | None = Field(default=None, description="istio: destination host to split; default: any host "
                                                         "routed to the stable subset")

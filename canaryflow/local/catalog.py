@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
-from typing import Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -50,25 +49,25 @@ class LatencySpec(_Strict):
     p95: float = Field(gt=0)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "LatencySpec":
+    def _ordered(self) -> LatencySpec:
         if self.p95 < self.p50:
             raise ValueError(f"p95 ({self.p95}) must be >= p50 ({self.p50})")
         return self
 
     def sample_seconds(self, rng: random.Random | None = None) -> float:
         """Draw one latency in seconds from the fitted log-normal."""
-        rng = rng or random
+        gauss = rng.gauss if rng is not None else random.gauss
         mu = math.log(self.p50)
         sigma = (math.log(self.p95) - mu) / _Z95
-        return math.exp(rng.gauss(mu, sigma)) / 1000.0
+        return math.exp(gauss(mu, sigma)) / 1000.0
 
 
 class FaultSpec(_Strict):
     """A fixed response override applied to every request on one path."""
 
     status: int = Field(default=200, ge=100, le=599)
-    latency_ms: Optional[float] = Field(default=None, ge=0)
-    body: Optional[str] = None
+    latency_ms: float | None = Field(default=None, ge=0)
+    body: str | None = None
 
 
 class SlowSpec(_Strict):
@@ -94,7 +93,7 @@ class IncidentSpec(_Strict):
     error_rate: float = Field(gt=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _has_quiet_time(self) -> "IncidentSpec":
+    def _has_quiet_time(self) -> IncidentSpec:
         # An incident as long as its period would never end: say so instead of running a permanent outage.
         if self.duration_s >= self.every_s:
             raise ValueError(f"duration_s ({self.duration_s:g}) must be shorter than every_s ({self.every_s:g})")
@@ -109,24 +108,24 @@ class VersionSpec(_Strict):
     """
 
     error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    latency_ms: Optional[LatencySpec] = None
-    slow: Optional[SlowSpec] = None
+    latency_ms: LatencySpec | None = None
+    slow: SlowSpec | None = None
     faults: dict[str, FaultSpec] = Field(default_factory=dict)
     readiness_delay_s: float = Field(default=0.0, ge=0.0)
     crash_on_start: bool = False
     # Seconds after start at which a process that served normally dies: a canary that passes its
     # smoke tests and then fails mid-rollout, which crash_on_start cannot exercise.
-    crash_after_s: Optional[float] = Field(default=None, gt=0)
+    crash_after_s: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _fault_paths_absolute(self) -> "VersionSpec":
+    def _fault_paths_absolute(self) -> VersionSpec:
         bad = [p for p in self.faults if not p.startswith("/")]
         if bad:
             raise ValueError(f"fault paths must start with '/': {bad}")
         return self
 
     @model_validator(mode="after")
-    def _one_crash_mode(self) -> "VersionSpec":
+    def _one_crash_mode(self) -> VersionSpec:
         # Both at once would silently mean crash_on_start; refuse the contradiction instead.
         if self.crash_on_start and self.crash_after_s is not None:
             raise ValueError("crash_on_start and crash_after_s are mutually exclusive")
@@ -138,7 +137,7 @@ class Catalog(_Strict):
 
     service: str = "checkout"
     versions: dict[str, VersionSpec]
-    incident: Optional[IncidentSpec] = None
+    incident: IncidentSpec | None = None
 
     @property
     def names(self) -> list[str]:

@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import aiohttp
 import httpx
@@ -63,10 +61,10 @@ class Track:
     port: int
     proc: subprocess.Popen
     ready: bool = False
-    exit_code: Optional[int] = None
+    exit_code: int | None = None
     # The incident this process last confirmed (a new process has none); pushes to it are serialised
     # so a slow push of an older incident cannot land after a newer one.
-    incident: Optional[Incident] = None
+    incident: Incident | None = None
     incident_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @property
@@ -97,10 +95,10 @@ class Controller:
     """Owns the tracks, the traffic policy and the targets file."""
 
     def __init__(self, *, service: str, catalog: Catalog, catalog_path: Path,
-                 log_dir: Path, targets_file: Optional[Path] = None,
+                 log_dir: Path, targets_file: Path | None = None,
                  slot_ports: Sequence[int] = (),
                  clock: Callable[[], float] = time.time,
-                 seed: Optional[int] = None) -> None:
+                 seed: int | None = None) -> None:
         self.service = service
         self.catalog = catalog
         self.catalog_path = catalog_path
@@ -116,12 +114,12 @@ class Controller:
         self.policy = TrafficPolicy(clock, seeded_rng(seed, "routing"))
         self.incidents = IncidentPlan(catalog.incident, clock=clock)
         self.routed = {STABLE: 0, CANARY: 0}
-        self.stable: Optional[Track] = None
-        self.canary: Optional[Track] = None
+        self.stable: Track | None = None
+        self.canary: Track | None = None
         self.lock = asyncio.Lock()
         # Set by a mesh of several services, which writes one targets file for all of them.
-        self.targets_sink: Optional[Callable[[], None]] = None
-        self.planned_stable: Optional[str] = None  # the version main() starts as stable
+        self.targets_sink: Callable[[], None] | None = None
+        self.planned_stable: str | None = None  # the version main() starts as stable
 
     # -- processes ---------------------------------------------------------
 
@@ -165,6 +163,12 @@ class Controller:
 
     def tracks(self) -> list[Track]:
         return [t for t in (self.stable, self.canary) if t is not None]
+
+    def _serving_stable(self) -> Track:
+        """The stable version, which is adopted before any request or admin call is served."""
+        if self.stable is None:
+            raise RuntimeError(f"service {self.service!r} has no stable version running yet")
+        return self.stable
 
     def shutdown(self) -> None:
         """Stop every child; idempotent so both lifespan and finally can call it."""
@@ -224,7 +228,9 @@ class Controller:
         if name == CANARY and self.canary is None:
             name = STABLE
         self.routed[name] += 1
-        return self.canary if name == CANARY else self.stable
+        if name == CANARY and self.canary is not None:
+            return self.canary
+        return self._serving_stable()
 
     # -- admin operations --------------------------------------------------
 
@@ -233,7 +239,7 @@ class Controller:
         self.policy.expire_lease()
         incident = self.incidents.current()
 
-        def track(t: Optional[Track]) -> Optional[dict]:
+        def track(t: Track | None) -> dict | None:
             return None if t is None else {**t.to_json(), "incident_synced": t.incident == incident}
 
         schedule = self.catalog.incident
@@ -260,7 +266,7 @@ class Controller:
             self.catalog.version(version)
         except UnknownVersionError as err:
             raise AdminError(400, str(err)) from None
-        if version == self.stable.version:
+        if version == self._serving_stable().version:
             raise AdminError(400, f"version {version!r} is already the stable version")
         async with self.lock:
             if self.canary is not None:
@@ -273,7 +279,7 @@ class Controller:
             return self.canary.to_json()
 
     async def set_weight(self, client: httpx.AsyncClient, weight: int,
-                         lease_seconds: Optional[float]) -> dict:
+                         lease_seconds: float | None) -> dict:
         async with self.lock:
             if weight > 0:
                 if self.canary is None:
@@ -290,7 +296,7 @@ class Controller:
         async with self.lock:
             if self.canary is None:
                 raise AdminError(409, "no canary to promote")
-            old, self.stable, self.canary = self.stable, self.canary, None
+            old, self.stable, self.canary = self._serving_stable(), self.canary, None
             self.policy.set_weight(0, "promote")
             self.write_targets()
             await self._retire(old)
@@ -337,7 +343,7 @@ async def _json_body(request: Request) -> dict:
     return body
 
 
-def _parse_weights(body: dict) -> tuple[int, Optional[float]]:
+def _parse_weights(body: dict) -> tuple[int, float | None]:
     unknown = set(body) - {"canary_weight", "lease_seconds"}
     if unknown:
         raise AdminError(400, f"unknown fields: {sorted(unknown)}")
@@ -456,7 +462,7 @@ def build_app(platform: Controller | Mesh) -> Starlette:
                 content = await upstream.read()
                 upstream_headers = list(upstream.headers.items())
                 status = upstream.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as err:
+        except (TimeoutError, aiohttp.ClientError) as err:
             return JSONResponse({"error": "bad gateway", "backend": track.url,
                                  "detail": f"{type(err).__name__}: {err}"}, status_code=502)
         response = Response(content, status_code=status)
@@ -485,7 +491,7 @@ def build_app(platform: Controller | Mesh) -> Starlette:
     ])
 
 
-def _controllers(args: argparse.Namespace) -> tuple[list[Controller], Optional[Path]]:
+def _controllers(args: argparse.Namespace) -> tuple[list[Controller], Path | None]:
     """One controller per service: from ``--services-file`` (several), else the single-service flags.
 
     Returns the controllers and the targets file a mesh of several writes for all of them."""
@@ -521,6 +527,8 @@ def start_stables(controllers: list[Controller], timeout: float) -> None:
     spawned = []
     try:
         for controller in controllers:
+            if controller.planned_stable is None:
+                raise RuntimeError(f"service {controller.service!r} has no stable version planned")
             spawned.append((controller, controller.spawn(controller.planned_stable)))
         for controller, track in spawned:
             controller.adopt_stable(track, timeout)
@@ -529,7 +537,7 @@ def start_stables(controllers: list[Controller], timeout: float) -> None:
         raise
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the local platform controller.")
     parser.add_argument("--service", default=None, help="service name (default: from catalogue)")
     parser.add_argument("--stable", default=None, help="version to run as stable")

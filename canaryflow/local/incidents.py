@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TypeGuard
 
 import httpx
 
@@ -62,12 +63,12 @@ class IncidentPlan:
     schedule; the next window starts on time.
     """
 
-    def __init__(self, schedule: Optional[IncidentSpec] = None, *,
+    def __init__(self, schedule: IncidentSpec | None = None, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.schedule = schedule
         self._clock = clock
         self._origin = clock()
-        self._current: Optional[Incident] = None
+        self._current: Incident | None = None
         self._last_window = 0  # the schedule's windows already started (or skipped)
 
     def start(self, *, duration_s: float, error_rate: float, source: str = ADMIN) -> Incident:
@@ -75,12 +76,12 @@ class IncidentPlan:
         self._current = Incident(error_rate, now, now + duration_s, source)
         return self._current
 
-    def end(self) -> Optional[Incident]:
+    def end(self) -> Incident | None:
         """End the active incident now; returns it (None when there was none)."""
         ended, self._current = self.current(), None
         return ended
 
-    def current(self) -> Optional[Incident]:
+    def current(self) -> Incident | None:
         """The incident in force now, starting the schedule's window when one has begun."""
         now = self._clock()
         if self.schedule is not None:
@@ -115,7 +116,7 @@ class ServiceIncident:
         """The incident's error rate now; 0 when there is none or it has run out."""
         return self._rate if self._clock() < self._ends_at else 0.0
 
-    def to_json(self) -> Optional[dict]:
+    def to_json(self) -> dict | None:
         remaining = self._ends_at - self._clock()
         if not self._rate or remaining <= 0:
             return None
@@ -138,11 +139,11 @@ def parse_incident_request(body: dict) -> tuple[float, float]:
     return float(duration), float(rate)
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-async def push_incident(client: httpx.AsyncClient, service_url: str, incident: Optional[Incident],
+async def push_incident(client: httpx.AsyncClient, service_url: str, incident: Incident | None,
                         now: float) -> bool:
     """Put ``incident`` (None: none) in force in the service at ``service_url``; True once it confirmed.
 
@@ -150,7 +151,7 @@ async def push_incident(client: httpx.AsyncClient, service_url: str, incident: O
     """
     remaining = incident.remaining_s(now) if incident is not None else 0.0
     try:
-        if remaining > 0:
+        if incident is not None and remaining > 0:
             resp = await client.put(service_url + INCIDENT_PATH, timeout=PUSH_TIMEOUT_S,
                                     json={"duration_s": remaining, "error_rate": incident.error_rate})
         else:

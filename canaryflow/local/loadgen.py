@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from typing import Iterator, Optional, Sequence
+from collections.abc import Iterator, Sequence
 
 import aiohttp
 
@@ -47,12 +47,12 @@ async def run_load_async(
     url: str,
     rps: float,
     duration: float,
-    max_requests: Optional[int] = None,
+    max_requests: int | None = None,
     paths: Sequence[str] = DEFAULT_PATHS,
     concurrency: int = DEFAULT_CONCURRENCY,
-    stop: Optional[asyncio.Event] = None,
-    seed: Optional[int] = None,
-    host: Optional[str] = None,
+    stop: asyncio.Event | None = None,
+    seed: int | None = None,
+    host: str | None = None,
 ) -> dict:
     """Send load to ``url`` and return a summary dict (see :func:`run_load`).
 
@@ -76,7 +76,7 @@ async def run_load_async(
                 await resp.read()
                 statuses[resp.status] += 1
             latencies.append(time.perf_counter() - t0)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             counts["transport_errors"] += 1
         finally:
             slots.release()
@@ -130,7 +130,7 @@ async def run_load_async(
     }
 
 
-def _quantile_ms(sorted_values: list[float], q: float) -> Optional[float]:
+def _quantile_ms(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
         return None
     index = min(len(sorted_values) - 1, int(q * len(sorted_values)))
@@ -141,10 +141,10 @@ def run_load(
     url: str,
     rps: float,
     duration: float,
-    max_requests: Optional[int] = None,
+    max_requests: int | None = None,
     paths: Sequence[str] = DEFAULT_PATHS,
     concurrency: int = DEFAULT_CONCURRENCY,
-    seed: Optional[int] = None,
+    seed: int | None = None,
 ) -> dict:
     """Blocking wrapper around :func:`run_load_async` for synchronous callers.
 
@@ -168,7 +168,7 @@ def parse_target(text: str) -> tuple[str, float]:
 
 
 async def run_targets_async(url: str, targets: Sequence[tuple[str, float]], duration: float, *,
-                            seed: Optional[int] = None, stop: Optional[asyncio.Event] = None,
+                            seed: int | None = None, stop: asyncio.Event | None = None,
                             **kwargs) -> dict:
     """Load several services of one platform at once, each at its own rate and on its own
     random stream (a Poisson process per service, as independent users are)."""
@@ -176,7 +176,7 @@ async def run_targets_async(url: str, targets: Sequence[tuple[str, float]], dura
         run_load_async(url, rps, duration, stop=stop, seed=derive_seed(seed, "target", name), host=name,
                        **kwargs)
         for name, rps in targets))
-    return {"targets": {name: summary for (name, _), summary in zip(targets, summaries)}}
+    return {"targets": {name: summary for (name, _), summary in zip(targets, summaries, strict=False)}}
 
 
 async def _run_until_sigterm(targets: Sequence[tuple[str, float]] = (), **kwargs) -> dict:
@@ -190,7 +190,7 @@ async def _run_until_sigterm(targets: Sequence[tuple[str, float]] = (), **kwargs
     return await run_load_async(stop=stop, **kwargs)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Send bounded open-loop HTTP load.")
     parser.add_argument("--url", required=True)
     parser.add_argument("--rps", type=float, default=None, help="rate of a one-service platform")

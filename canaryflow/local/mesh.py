@@ -19,8 +19,9 @@ import asyncio
 import json
 import os
 import tempfile
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -44,10 +45,10 @@ class AmbiguousService(LookupError):
 class Mesh:
     """The services of one controller process, by name."""
 
-    def __init__(self, controllers: list["Controller"], *, targets_file: Optional[Path] = None) -> None:
+    def __init__(self, controllers: list[Controller], *, targets_file: Path | None = None) -> None:
         if not controllers:
             raise ValueError("a mesh needs at least one service")
-        self.services: dict[str, "Controller"] = {}
+        self.services: dict[str, Controller] = {}
         for controller in controllers:
             if controller.service in self.services:
                 raise ValueError(f"service {controller.service!r} is listed twice")
@@ -62,20 +63,20 @@ class Mesh:
     def names(self) -> list[str]:
         return sorted(self.services)
 
-    def get(self, service: str) -> "Controller":
+    def get(self, service: str) -> Controller:
         try:
             return self.services[service]
         except KeyError:
             raise UnknownService(f"no service {service!r}; this platform runs: {', '.join(self.names)}") from None
 
-    def only(self) -> "Controller":
+    def only(self) -> Controller:
         """The one service, for the paths that name none (the single-service API)."""
         if len(self.services) == 1:
             return next(iter(self.services.values()))
         raise AmbiguousService(f"this platform runs {len(self.services)} services ({', '.join(self.names)}): "
                                "address one under /-/services/<name>/")
 
-    def for_host(self, host: Optional[str]) -> "Controller":
+    def for_host(self, host: str | None) -> Controller:
         """The service a user request is for: its Host header, or the only service there is."""
         name = (host or "").rsplit(":", 1)[0].strip().lower() if host and not host.startswith("[") else ""
         for candidate in (name, name.split(".", 1)[0]):
@@ -85,12 +86,12 @@ class Mesh:
             return next(iter(self.services.values()))
         raise UnknownService(f"Host {host!r} names no service; this platform runs: {', '.join(self.names)}")
 
-    def tracks(self) -> list["Track"]:
+    def tracks(self) -> list[Track]:
         return [t for c in self.services.values() for t in c.tracks()]
 
     def overview(self) -> dict:
         """Every service at a glance (``GET /-/services``)."""
-        def version(track: Optional["Track"]) -> Optional[str]:
+        def version(track: Track | None) -> str | None:
             return track.version if track is not None else None
 
         return {"services": {name: {"stable": version(c.stable), "canary": version(c.canary),
@@ -110,12 +111,12 @@ class Mesh:
 
     # -- the reconcile loop ------------------------------------------------
 
-    def _due(self, track: "Track", now: float) -> bool:
+    def _due(self, track: Track, now: float) -> bool:
         if not track.ready:
             return True
         return now - self._probed_at.get(id(track), 0.0) >= READY_REPROBE_S
 
-    async def _reconcile(self, client: httpx.AsyncClient, controller: "Controller", track: "Track",
+    async def _reconcile(self, client: httpx.AsyncClient, controller: Controller, track: Track,
                          now: float) -> None:
         if self._due(track, now) or not track.check_exit():
             self._probed_at[id(track)] = now
@@ -128,7 +129,7 @@ class Mesh:
         loop = asyncio.get_running_loop()
         while True:
             now = loop.time()
-            jobs = []
+            jobs: list[Coroutine[Any, Any, None]] = []
             for controller in self.services.values():
                 controller.policy.expire_lease()
                 jobs.extend(self._reconcile(client, controller, t, now) for t in controller.tracks())

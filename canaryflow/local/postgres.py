@@ -167,7 +167,7 @@ class PostgresCluster:
 
     def _run_as_server_user(self, args: list[str], *, step: str) -> None:
         options = self._as_server_user()
-        extra = {"extra_groups": []} if "user" in options else {}
+        extra: dict[str, Any] = {"extra_groups": []} if "user" in options else {}
         done = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False, **options, **extra)
         if done.returncode != 0:
             raise PostgresError(f"{step} failed: {(done.stderr or done.stdout).strip()[-2000:]}")

@@ -19,8 +19,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
 
 import httpx
 
@@ -43,7 +43,7 @@ def _death_signal_preexec(parent_pid: int) -> Callable[[], None]:
     return arm
 
 
-def python_env(extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+def python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for ``python -m canaryflow...`` children.
 
     The project root is prepended to PYTHONPATH so children can import the
@@ -67,11 +67,11 @@ def spawn(
     args: Sequence[str],
     *,
     log_path: str | Path,
-    env: Optional[Mapping[str, str]] = None,
-    cwd: Optional[str | Path] = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
     die_with_parent: bool = True,
-    user: Optional[int] = None,
-    group: Optional[int] = None,
+    user: int | None = None,
+    group: int | None = None,
 ) -> subprocess.Popen:
     """Start ``args`` in a new session, dying with us (unless told not to), logging to ``log_path``.
 
@@ -89,7 +89,10 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
             preexec_fn=_death_signal_preexec(os.getpid()) if die_with_parent else None,
-            **({"user": user, "group": group, "extra_groups": []} if user is not None else {}),
+            # Another account gets no supplementary groups; without one, the group is left alone too.
+            user=user,
+            group=group if user is not None else None,
+            extra_groups=[] if user is not None else None,
         )
 
 
@@ -100,7 +103,7 @@ def _signal_group(pid: int, sig: int) -> None:
         pass
 
 
-def stop(proc: subprocess.Popen, timeout: float = 5) -> Optional[int]:
+def stop(proc: subprocess.Popen, timeout: float = 5) -> int | None:
     """Stop ``proc`` and its process group: SIGTERM, then SIGKILL after ``timeout``.
 
     Returns the exit code. Safe to call on an already exited process; any
@@ -139,7 +142,7 @@ def wait_http(
     timeout: float,
     ok: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
     *,
-    proc: Optional[subprocess.Popen] = None,
+    proc: subprocess.Popen | None = None,
     interval: float = 0.1,
 ) -> httpx.Response:
     """Poll ``url`` until ``ok(response)``; raise TimeoutError naming the url.

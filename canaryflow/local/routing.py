@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections import deque
-from typing import Callable, Optional
+from collections.abc import Callable
 
 STABLE, CANARY = "stable", "canary"
 HISTORY_LIMIT = 1000
@@ -28,11 +28,12 @@ class RandomSplit:
     0.2 one that gives the canary a fifth of its weight, 2.0 one that gives it double.
     """
 
-    def __init__(self, rng: Optional[random.Random] = None) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
         self.rng = rng or random.Random()
         self.canary_share_factor = 1.0
 
-    def set_share_factor(self, factor: float) -> None:
+    def set_share_factor(self, factor: object) -> None:
+        """Any value is taken and checked here: it comes straight from an admin request's body."""
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < math.inf:
             raise ValueError(f"canary_share_factor must be a finite number >= 0, got {factor!r}")
         self.canary_share_factor = float(factor)
@@ -54,11 +55,11 @@ class TrafficPolicy:
     """
 
     def __init__(self, clock: Callable[[], float] = time.time,
-                 rng: Optional[random.Random] = None) -> None:
+                 rng: random.Random | None = None) -> None:
         self._clock = clock
         self._weight = 0
         self.split = RandomSplit(rng)
-        self.lease_expires_at: Optional[float] = None
+        self.lease_expires_at: float | None = None
         self.history: deque[dict] = deque(maxlen=HISTORY_LIMIT)
 
     @property
@@ -66,7 +67,7 @@ class TrafficPolicy:
         """The requested canary weight (what the controller reports, whatever the split does)."""
         return self._weight
 
-    def set_weight(self, weight: int, reason: str, lease_seconds: Optional[float] = None) -> None:
+    def set_weight(self, weight: int, reason: str, lease_seconds: float | None = None) -> None:
         """Set the weight; a positive ``lease_seconds`` makes it revert unless renewed."""
         if not 0 <= weight <= 100:
             raise ValueError(f"canary weight must be within 0..100, got {weight}")

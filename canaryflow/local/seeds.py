@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-from typing import Optional
 
 
-def derive_seed(seed: Optional[int], *stream: object) -> Optional[int]:
+def derive_seed(seed: int | None, *stream: object) -> int | None:
     """The seed of the named sub-stream of ``seed``; None (OS entropy) stays None."""
     if seed is None:
         return None
@@ -27,12 +26,12 @@ def derive_seed(seed: Optional[int], *stream: object) -> Optional[int]:
     return int.from_bytes(digest[:8], "big")
 
 
-def seeded_rng(seed: Optional[int], *stream: object) -> random.Random:
+def seeded_rng(seed: int | None, *stream: object) -> random.Random:
     """A generator for the named sub-stream of ``seed`` (OS entropy when ``seed`` is None)."""
     return random.Random(derive_seed(seed, *stream))
 
 
-def seed_flag(seed: Optional[int]) -> list[str]:
+def seed_flag(seed: int | None) -> list[str]:
     """The command-line flag that hands ``seed`` to a child process (nothing when None)."""
     return [] if seed is None else ["--seed", str(seed)]
 

@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -68,7 +67,7 @@ class VersionBehaviour:
     """
 
     def __init__(self, spec: VersionSpec, *, rng: random.Random,
-                 incident: Optional[ServiceIncident] = None) -> None:
+                 incident: ServiceIncident | None = None) -> None:
         self.spec = spec
         self.rng = rng
         self.incident = incident or ServiceIncident()
@@ -81,7 +80,7 @@ class VersionBehaviour:
             seconds += slow.extra_ms / 1000.0
         return seconds
 
-    def failure(self) -> Optional[int]:
+    def failure(self) -> int | None:
         """The status this request fails with, or None when it succeeds."""
         if self.rng.random() < self.spec.error_rate:
             return 500
@@ -96,7 +95,7 @@ def create_app(
     *,
     version: str,
     service: str,
-    rng: Optional[random.Random] = None,
+    rng: random.Random | None = None,
     clock=time.monotonic,
 ) -> Starlette:
     """Build the Starlette app for one version (readiness counted from now)."""
@@ -199,7 +198,7 @@ def schedule_crash(after_s: float, version: str, exit=os._exit) -> threading.Tim
     return timer
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run one version of the demo service.")
     parser.add_argument("--version", required=True)
     parser.add_argument("--port", type=int, required=True)

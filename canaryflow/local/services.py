@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -29,7 +28,7 @@ class ServicePlan(BaseModel):
     rps: float = Field(default=100, ge=0)
     # None: the packaged catalogue. A service of its own catalogue behaves its own way per version
     # (the same v2 healthy on one service and failing on another, as a shared change can).
-    catalog: Optional[Path] = None
+    catalog: Path | None = None
 
 
 class PlannedService(BaseModel):

@@ -20,8 +20,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 import yaml
@@ -104,7 +104,8 @@ class LocalStack:
             stable, catalog = self.plans[service].stable, self.plans[service].catalog
             rps = sum(p.rps for p in self.plans.values())
         else:
-            self.plans = {service: ServicePlan(stable=stable, rps=rps, catalog=catalog)}
+            self.plans = {service: ServicePlan(stable=stable, rps=rps,
+                                               catalog=Path(catalog) if catalog is not None else None)}
         self._single = services is None
         self.service = service
         self.stable = stable
@@ -116,7 +117,7 @@ class LocalStack:
         self.alertmanager_url = alertmanager_url
         self.seed = seed
         self._workdir_arg = workdir
-        self.workdir: Optional[Path] = None
+        self.workdir: Path | None = None
         self._owns_workdir = False  # True when start() made a temporary one, which close() removes
         self.processes: dict[str, subprocess.Popen] = {}
         self.prometheus_url = self.pushgateway_url = self.controller_url = ""
@@ -124,7 +125,7 @@ class LocalStack:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         try:
             self.start()
         except BaseException:
@@ -177,12 +178,18 @@ class LocalStack:
                 "--duration", self.load_duration, *seed_flag(derive_seed(self.seed, "loadgen"))),
                 log_path=self.workdir / "loadgen.log", env=procs.python_env())
 
+    def _started_workdir(self) -> Path:
+        """The work directory, which ``start`` sets before anything runs in it."""
+        if self.workdir is None:
+            raise RuntimeError("the local stack is not started: it has no work directory yet")
+        return self.workdir
+
     def _controller_services(self) -> list:
         """The controller's flags for the services: the one-service flags, or a services file."""
         if self._single:
             return ["--service", self.service, "--stable", self.stable, "--catalog", self.catalog,
                     "--slot-ports", f"{procs.free_port()},{procs.free_port()}"]
-        path = self.workdir / "services.json"
+        path = self._started_workdir() / "services.json"
         write_plans(path, [PlannedService(service=name, stable=plan.stable,
                                           catalog=resolve_catalog_path(plan.catalog),
                                           slot_ports=(procs.free_port(), procs.free_port()))
@@ -197,12 +204,13 @@ class LocalStack:
                 for flag in ("--target", f"{name}={plan.rps:g}")]
 
     def _start(self, name: str, args: list, ready_url: str, env=None) -> None:
-        proc = procs.spawn([str(a) for a in args], log_path=self.workdir / f"{name}.log", env=env)
+        workdir = self._started_workdir()
+        proc = procs.spawn([str(a) for a in args], log_path=workdir / f"{name}.log", env=env)
         self.processes[name] = proc
         try:
             procs.wait_http(ready_url, READY_TIMEOUT_S, proc=proc)
         except (RuntimeError, TimeoutError) as err:
-            log = self.workdir / f"{name}.log"
+            log = workdir / f"{name}.log"
             raise RuntimeError(f"{name} failed to start: {err}\n--- tail of {log} ---\n{_tail(log)}") from err
 
     def stop_prometheus(self) -> None:
@@ -215,10 +223,11 @@ class LocalStack:
         """(Re)start Prometheus on the same port and data dir and wait until ready."""
         if "prometheus" in self.processes:
             return
+        workdir = self._started_workdir()
         self._start("prometheus", [
             find_binary("prometheus"),
-            f"--config.file={self.workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{self._prometheus_port}",
             "--web.enable-lifecycle",
         ], self.prometheus_url + "/-/ready")

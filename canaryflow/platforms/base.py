@@ -13,10 +13,13 @@ from typing import Protocol, runtime_checkable
 @runtime_checkable
 class Platform(Protocol):
     name: str
-    #: What happens to users when ``rollback`` itself failed, in one honest sentence for the run
-    #: log ("the traffic lease returns users to stable within the lease"): not every platform has
-    #: a lease, and a person reading the log decides from this whether to act.
-    after_failed_rollback: str
+
+    @property
+    def after_failed_rollback(self) -> str:
+        """What happens to users when ``rollback`` itself failed, in one honest sentence for the run
+        log ("the traffic lease returns users to stable within the lease"): not every platform has
+        a lease, and a person reading the log decides from this whether to act. Read only: a class
+        attribute or a property."""
 
     def stable_version(self) -> str | None:
         """The version serving users now, if any."""

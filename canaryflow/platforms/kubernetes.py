@@ -35,14 +35,25 @@ from canaryflow.errors import ConfigError, PlatformError, RolloutStuck
 from canaryflow.kube import routers
 from canaryflow.kube.client import MERGE_PATCH, STRATEGIC_MERGE_PATCH, KubeApi, KubeConflict, KubeNotFound, api_client
 from canaryflow.kube.lease import (
-    Holder, check_renewal, current_holder, new_lease, rfc3339, utcnow,
+    Holder,
+    check_renewal,
+    current_holder,
+    new_lease,
+    rfc3339,
+    utcnow,
 )
 from canaryflow.kube.rollout import ProgressDeadlineExceeded, UndoRefused, undo_target
 from canaryflow.kube.routers._recorded import merge_patch_between
 from canaryflow.kube.target import KubernetesTarget
 from canaryflow.kube.workloads import (
-    VERSION_ANNOTATION, Workloads, build_canary, canary_update_patch, deployed_version, pick_container,
-    promotion_patch, with_tag,
+    VERSION_ANNOTATION,
+    Workloads,
+    build_canary,
+    canary_update_patch,
+    deployed_version,
+    pick_container,
+    promotion_patch,
+    with_tag,
 )
 
 if TYPE_CHECKING:
@@ -314,7 +325,8 @@ class KubernetesPlatform:
                     "spec": {"template": merge_patch_between(current["spec"]["template"], plan.template)}}
 
         self.api.update(self.workloads.get_stable, change,
-                        lambda _obj, patch: self.api.patch_deployment(self.stable_name, patch, content_type=MERGE_PATCH))
+                        lambda _obj, patch: self.api.patch_deployment(self.stable_name, patch,
+                                                                      content_type=MERGE_PATCH))
         log.warning('rolled deployment "%s" back to revision %d', self.stable_name, plan.revision)
         return True
 

@@ -10,10 +10,19 @@ out, and every function here can be checked by hand or by simulation.
 """
 
 from canaryflow.stats.confseq import (
-    beta_binomial_cs, beta_binomial_log_martingale, credibly_above, credibly_below, prior_b,
+    beta_binomial_cs,
+    beta_binomial_log_martingale,
+    credibly_above,
+    credibly_below,
+    prior_b,
 )
 from canaryflow.stats.eprocess import (
-    MAX_E_VALUE, RatioEvidence, RatioGrid, average_log_e, ratio_log_eprocess, theta,
+    MAX_E_VALUE,
+    RatioEvidence,
+    RatioGrid,
+    average_log_e,
+    ratio_log_eprocess,
+    theta,
 )
 from canaryflow.stats.power import detectable_rate, detectable_ratio
 from canaryflow.stats.srm import srm_log_bayes_factor

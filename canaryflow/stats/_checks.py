@@ -9,6 +9,7 @@ that names the argument, here in one place.
 from __future__ import annotations
 
 import math
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -30,14 +31,14 @@ def counts(name: str, value: npt.ArrayLike) -> npt.NDArray[np.int64]:
     return array.astype(np.int64)
 
 
-def plain_count(value: object) -> bool:
+def plain_count(value: object) -> TypeGuard[int | np.integer[Any]]:
     """A non-negative Python or numpy integer, not a bool: a valid count as it is.
 
     The judge calls the statistics with scalar counts every round; recognising them takes a
     fraction of what building and checking arrays costs, and anything else still goes through
     ``counts`` and gets its error message there.
     """
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 0
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and bool(value >= 0)
 
 
 def events_within(events_name: str, events: np.ndarray, requests: np.ndarray, requests_name: str) -> None:

@@ -43,7 +43,7 @@ def _scalar_failures(events: object, trials: object) -> tuple[int, int] | None:
     checks and names what is wrong): the judge's per-round calls skip building arrays."""
     if not (plain_count(events) and plain_count(trials)):
         return None
-    y, n = int(events), int(trials)  # type: ignore[call-overload]
+    y, n = int(events), int(trials)
     return (y, n) if y <= n else None
 
 
@@ -54,7 +54,8 @@ def _failures(events: npt.ArrayLike, trials: npt.ArrayLike) -> tuple[np.ndarray,
 
 
 def _log_martingale(y: np.ndarray, n: np.ndarray, p: float | np.ndarray, a: float, b: float) -> np.ndarray:
-    return betaln(a + y, b + n - y) - betaln(a, b) - xlogy(y, p) - xlog1py(n - y, -p)
+    log_m: np.ndarray = betaln(a + y, b + n - y) - betaln(a, b) - xlogy(y, p) - xlog1py(n - y, -p)
+    return log_m
 
 
 def _scalar_or_array(values: np.ndarray) -> float | bool | np.ndarray:
@@ -108,21 +109,21 @@ def beta_binomial_cs(
     lower = 0.0
     if failures > 0 and excess(_P_FLOOR) > 0.0:
         # In u = log p the excess is convex and falls towards Y/N: Newton from the far end.
-        lower = _newton_root(
+        newton_lower = _newton_root(
             lambda u: (mixture - failures * u - successes * math.log1p(-math.exp(u)),
                        -failures + successes * math.exp(u) / -math.expm1(u)),
             start=math.log(_P_FLOOR), stop=math.log(estimate), to_p=math.exp)
-        if lower is None:
-            lower = brentq(excess, _P_FLOOR, estimate, xtol=1e-300, rtol=1e-13, maxiter=500)
+        lower = newton_lower if newton_lower is not None else brentq(
+            excess, _P_FLOOR, estimate, xtol=1e-300, rtol=1e-13, maxiter=500)
     upper = 1.0
     if failures < requests and excess(_P_CEILING) > 0.0:
         # In v = log(1-p) likewise, from p near 1 down towards Y/N.
-        upper = _newton_root(
+        newton_upper = _newton_root(
             lambda v: (mixture - failures * math.log1p(-math.exp(v)) - successes * v,
                        failures * math.exp(v) / -math.expm1(v) - successes),
             start=math.log1p(-_P_CEILING), stop=math.log1p(-estimate), to_p=lambda v: -math.expm1(v))
-        if upper is None:
-            upper = brentq(excess, estimate, _P_CEILING, xtol=1e-300, rtol=1e-13, maxiter=500)
+        upper = newton_upper if newton_upper is not None else brentq(
+            excess, estimate, _P_CEILING, xtol=1e-300, rtol=1e-13, maxiter=500)
     return float(lower), float(upper)
 
 
@@ -172,7 +173,8 @@ def _beyond(
     estimate = np.divide(y, n, out=np.zeros(n.shape), where=n > 0)
     on_side = (n > 0) & (side * (estimate - limit) > 0.0)
     ruled_out = _log_martingale(y, n, limit, positive("a", a), positive("b", b)) >= level
-    return _scalar_or_array(on_side & ruled_out)
+    beyond = on_side & ruled_out
+    return bool(beyond) if beyond.ndim == 0 else beyond
 
 
 def credibly_above(

@@ -97,12 +97,12 @@ def _log_mean_exp(values: Sequence[float]) -> float:
     return top + math.log(math.fsum(math.exp(value - top) for value in values) / len(values))
 
 
-def theta(rho: float | np.ndarray, r: float | np.ndarray) -> np.ndarray:
+def theta(rho: float | np.ndarray, r: float | np.ndarray) -> npt.NDArray[np.float64]:
     """P(an event falls on the canary) when the canary's rate is r times the baseline's and it
     serves share rho of requests: rho*r / (rho*r + 1 - rho)."""
-    rho = np.asarray(rho, dtype=float)
-    r = np.asarray(r, dtype=float)
-    return rho * r / (rho * r + 1.0 - rho)
+    share = np.asarray(rho, dtype=np.float64)
+    ratio = np.asarray(r, dtype=np.float64)
+    return share * ratio / (share * ratio + 1.0 - share)
 
 
 def _check_tolerance(tolerance: float, grid: RatioGrid) -> None:
@@ -110,7 +110,8 @@ def _check_tolerance(tolerance: float, grid: RatioGrid) -> None:
     if not (math.isfinite(tolerance) and tolerance >= 1.0):
         raise ValueError(f"tolerance is a ratio to the baseline and must be >= 1, got {tolerance!r}")
     if not grid.low > tolerance:
-        raise ValueError(f"the ratio grid must start above the tolerance: grid.low={grid.low!r} <= tolerance={tolerance!r}")
+        raise ValueError(f"the ratio grid must start above the tolerance: grid.low={grid.low!r} "
+                         f"<= tolerance={tolerance!r}")
 
 
 def _log_increments(
@@ -122,18 +123,22 @@ def _log_increments(
     ``log_null_spread`` is log1p(rho*(r0-1)), computed once per round by the caller because it does
     not depend on the grid point.
     """
-    return canary_events * (np.log(ratio) - math.log(tolerance)) - all_events * (
+    increments: np.ndarray = canary_events * (np.log(ratio) - math.log(tolerance)) - all_events * (
         np.log1p(rho * (ratio - 1.0)) - log_null_spread
     )
+    return increments
 
 
-def _scalar_counts(*values: object) -> tuple[int, int, int, int] | None:
+def _scalar_counts(
+    canary_events: object, baseline_events: object, canary_requests: object, baseline_requests: object,
+) -> tuple[int, int, int, int] | None:
     """The four counts of one round as ints when they plainly are valid ones (integers, never
     bools, non-negative, events within requests), else None and ``_round_counts`` says what is
     wrong: the common case skips building four arrays every round."""
-    if not all(plain_count(v) for v in values):
+    if not (plain_count(canary_events) and plain_count(baseline_events)
+            and plain_count(canary_requests) and plain_count(baseline_requests)):
         return None
-    c_ev, b_ev, c_req, b_req = (int(v) for v in values)  # type: ignore[call-overload]
+    c_ev, b_ev, c_req, b_req = int(canary_events), int(baseline_events), int(canary_requests), int(baseline_requests)
     if c_ev > c_req or b_ev > b_req:
         return None
     return c_ev, b_ev, c_req, b_req
@@ -151,8 +156,10 @@ def _round_counts(
     c_ev, b_ev = counts("canary_events", canary_events), counts("baseline_events", baseline_events)
     c_req, b_req = counts("canary_requests", canary_requests), counts("baseline_requests", baseline_requests)
     np.broadcast_shapes(c_ev.shape, b_ev.shape, c_req.shape, b_req.shape)  # a ValueError if they do not fit
-    events_within("canary_events", *np.broadcast_arrays(c_ev, c_req), "canary_requests")
-    events_within("baseline_events", *np.broadcast_arrays(b_ev, b_req), "baseline_requests")
+    canary_ev, canary_req = np.broadcast_arrays(c_ev, c_req)
+    events_within("canary_events", canary_ev, canary_req, "canary_requests")
+    baseline_ev, baseline_req = np.broadcast_arrays(b_ev, b_req)
+    events_within("baseline_events", baseline_ev, baseline_req, "baseline_requests")
     return c_ev, b_ev, c_req, b_req
 
 
@@ -185,10 +192,11 @@ class RatioEvidence:
         """
         scalars = _scalar_counts(canary_events, baseline_events, canary_requests, baseline_requests)
         if scalars is None:  # arrays, floats, negatives, events over requests: checked and named here
-            c_ev, b_ev, c_req, b_req = _round_counts(canary_events, baseline_events, canary_requests, baseline_requests)
-            if any(count.ndim for count in (c_ev, b_ev, c_req, b_req)):
-                raise ValueError("RatioEvidence.update takes one round of scalar counts; use ratio_log_eprocess for arrays")
-            scalars = int(c_ev), int(b_ev), int(c_req), int(b_req)
+            arrays = _round_counts(canary_events, baseline_events, canary_requests, baseline_requests)
+            if any(count.ndim for count in arrays):
+                raise ValueError("RatioEvidence.update takes one round of scalar counts; "
+                                 "use ratio_log_eprocess for arrays")
+            scalars = int(arrays[0]), int(arrays[1]), int(arrays[2]), int(arrays[3])
         c_ev, b_ev, c_req, b_req = scalars
         _check_tolerance(tolerance, grid)
         if grid.points != len(self.log_likelihoods):
@@ -206,7 +214,7 @@ class RatioEvidence:
         canary, both = float(c_ev), float(c_ev + b_ev)
         folded = tuple(
             value + canary * (log_ratio - log_tolerance) - both * (math.log1p(rho * (ratio - 1.0)) - log_null_spread)
-            for value, ratio, log_ratio in zip(self.log_likelihoods, *_grid_points(grid))
+            for value, ratio, log_ratio in zip(self.log_likelihoods, *_grid_points(grid), strict=False)
         )
         return RatioEvidence(log_likelihoods=folded, rounds_used=used)
 
@@ -250,7 +258,7 @@ def ratio_log_eprocess(
     log_null_spread = np.log1p(rho * (tolerance - 1.0))
     ratios = grid.ratios()
     log_likelihoods = np.empty((ratios.size, *shape))
-    for log_likelihood, ratio in zip(log_likelihoods, ratios):
+    for log_likelihood, ratio in zip(log_likelihoods, ratios, strict=False):
         log_likelihood[...] = _log_increments(canary, both, rho, log_null_spread, ratio, tolerance)
         np.cumsum(log_likelihood, axis=-1, out=log_likelihood)
     return _log_mean_exp_in_place(log_likelihoods)
@@ -265,7 +273,8 @@ def _log_mean_exp_in_place(stacked: np.ndarray) -> np.ndarray:
     top = stacked.max(axis=0)
     np.subtract(stacked, top, out=stacked)
     np.exp(stacked, out=stacked)
-    return top + np.log(stacked.mean(axis=0))
+    log_mean: np.ndarray = top + np.log(stacked.mean(axis=0))
+    return log_mean
 
 
 def average_log_e(log_values: Sequence[float]) -> float:

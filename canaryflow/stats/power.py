@@ -20,6 +20,8 @@ from canaryflow.stats._checks import counts, open_unit, positive
 from canaryflow.stats.confseq import credibly_above, prior_b
 from canaryflow.stats.eprocess import RatioGrid, ratio_log_eprocess
 
+DEFAULT_GRID = RatioGrid()  # the e-process's default alternatives (a frozen value, shared)
+
 
 def _share(name: str, value: float) -> float:
     """A probability in (0, 1]: asking for certainty is allowed, asking for nothing is not."""
@@ -31,7 +33,7 @@ def _share(name: str, value: float) -> float:
 
 def detectable_ratio(
     canary_requests: Sequence[int], baseline_requests: Sequence[int], *, baseline_rate: float, alpha: float,
-    tolerance: float = 1.0, grid: RatioGrid = RatioGrid(), probability: float = 0.9, simulations: int = 200,
+    tolerance: float = 1.0, grid: RatioGrid = DEFAULT_GRID, probability: float = 0.9, simulations: int = 200,
     seed: int = 0, candidates: Sequence[float] = (1.25, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 100),
 ) -> float | None:
     """The smallest candidate ratio r such that, with the per-round request counts actually seen
@@ -73,7 +75,8 @@ def detectable_ratio(
     canary_events = np.minimum(np.cumsum(rng.poisson(extra_means, size=(ratios.size, *runs)), axis=0), canary)
 
     def caught(index: int) -> bool:
-        log_e = ratio_log_eprocess(canary_events[index], baseline_events, canary, baseline, tolerance=tolerance, grid=grid)
+        log_e = ratio_log_eprocess(canary_events[index], baseline_events, canary, baseline, tolerance=tolerance,
+                                   grid=grid)
         return bool(np.mean(log_e.max(axis=-1) >= level) >= probability)
 
     # Invariant: candidate `missed` is not caught and `found` is, with a virtual uncaught candidate
@@ -109,6 +112,7 @@ def detectable_rate(
         return None
     failures = np.arange(n + 1)
     fires = credibly_above(failures, n, limit, alpha=alpha, a=a, b=b)
+    assert isinstance(fires, np.ndarray), "an array of counts gives an array of answers"
     if not fires[-1]:
         return None
     silent = np.flatnonzero(~fires)

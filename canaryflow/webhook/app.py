@@ -24,6 +24,11 @@ non-ASCII text escaped, so a run is never created for a request that then is not
 (a failed answer makes CI retry). Nothing a signed payload holds can raise past the gates: a 500
 means a bug in the receiver.
 
+``/hooks/fleet`` passes the same gates with the generic route's signature scheme (its own secret),
+then starts one run of the fleet deployment (:mod:`flows.fleet`) for the services and version the
+payload names (:func:`canaryflow.webhook.mapping.map_fleet`; 422 naming the field otherwise, or
+when the release deployment of the fleet's environment does not exist).
+
 ``/hooks/alertmanager`` passes the same gates (authentication: ``Authorization: Bearer <token>``),
 then starts one rollback run per firing, allow-listed alert of a released service (see
 :mod:`canaryflow.webhook.alertmanager`): 202 when a run started, 200 when every run already
@@ -39,8 +44,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -52,17 +56,33 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from canaryflow.errors import ConfigError
+from canaryflow.fleet import plan_waves
 from canaryflow.spec import validate_spec
 from canaryflow.webhook import signatures
 from canaryflow.webhook.alertmanager import IgnoredAlert, RollbackRequest, map_alerts
 from canaryflow.webhook.config import SOURCES, WebhookConfig, WebhookSecrets, resolve_secrets
-from canaryflow.webhook.mapping import (ReleaseRequest, Ignored, build_spec, map_generic, map_github,
-                                        map_gitlab)
-from canaryflow.webhook.ratelimit import TokenBucketLimiter
+from canaryflow.webhook.mapping import (
+    Ignored,
+    ReleaseRequest,
+    build_spec,
+    map_fleet,
+    map_generic,
+    map_github,
+    map_gitlab,
+)
 from canaryflow.webhook.payload import PayloadRefused, parse_object
+from canaryflow.webhook.ratelimit import TokenBucketLimiter
 from canaryflow.webhook.replay import Reservations, signed_key
-from canaryflow.webhook.starter import (DeploymentNotFound, PrefectRunStarter, ReleaseLookup, RunRejected,
-                                        RunStarter, StartedRun, StarterUnavailable, StartRequest)
+from canaryflow.webhook.starter import (
+    DeploymentNotFound,
+    PrefectRunStarter,
+    ReleaseLookup,
+    RunRejected,
+    RunStarter,
+    StartedRun,
+    StarterUnavailable,
+    StartRequest,
+)
 
 log = logging.getLogger("canaryflow.webhook")
 
@@ -71,12 +91,14 @@ DELIVERY_HEADERS = {
     "github": ("x-github-delivery",),
     "gitlab": ("idempotency-key", "x-gitlab-event-uuid"),
     "generic": ("x-canaryflow-delivery",),
+    "fleet": ("x-canaryflow-delivery",),
     "alertmanager": (),  # none: each alert carries its own key (fingerprint + startsAt)
 }
 SIGNATURE_HEADERS = {
     "github": ("x-hub-signature-256",),
     "gitlab": ("x-gitlab-token",),
     "generic": ("x-canaryflow-signature", "x-canaryflow-timestamp"),
+    "fleet": ("x-canaryflow-signature", "x-canaryflow-timestamp"),
     "alertmanager": ("authorization",),
 }
 RETRY_LATER_SECONDS = 5
@@ -176,7 +198,7 @@ class Receiver:
 
     def _verify(self, source: str, request: Request, body: bytes) -> _Verified:
         """The signed material is taken from what was verified, never from a header's spelling:
-        GitHub signs the body, the generic scheme ``"<timestamp>.<body>"``; GitLab's and
+        GitHub signs the body, the generic scheme (generic and fleet routes) ``"<timestamp>.<body>"``; GitLab's and
         Alertmanager's tokens sign nothing, so the body is all a replay can reuse."""
         secret, headers = self.secrets.get(source), request.headers
         signed = body
@@ -260,6 +282,8 @@ class Receiver:
             payload = self._payload(source, request, verified.body)
             if source == "alertmanager":
                 return await self._rollbacks(delivery, payload)
+            if source == "fleet":
+                return await self._fleet(delivery, signed_key(source, verified.signed), payload)
             try:
                 mapped = self._map(source, request, payload)
                 if mapped is None:
@@ -289,6 +313,59 @@ class Receiver:
         async with self.reservations.hold(start.idempotency_key):
             return await asyncio.wait_for(self.starter.start(start), self.config.start_timeout_seconds)
 
+    async def _created(self, start: StartRequest, *, missing: str, missing_field: str) -> StartedRun:
+        """The run, or the answer that explains why not: 422 for no such deployment (``missing``
+        names it) or refused parameters, 503 when the orchestrator is down or slow."""
+        try:
+            return await self._start_serialized(start)
+        except DeploymentNotFound:
+            raise _Reject(_error(422, missing, fields=[missing_field]),
+                          f"deployment {start.deployment} not found") from None
+        except RunRejected as exc:
+            raise _Reject(_error(422, str(exc), fields=["spec"]), "run parameters refused") from None
+        except (TimeoutError, StarterUnavailable) as exc:
+            raise self._unavailable(exc) from None
+
+    # --- fleet releases: one version to many services ----------------------------------------------
+
+    async def _deployment_exists(self, name: str) -> bool:
+        check = getattr(self.starter, "has_deployment", None)
+        if check is None:
+            return True  # a starter that cannot tell: the fleet run reports it
+        try:
+            return bool(await asyncio.wait_for(check(name), self.config.start_timeout_seconds))
+        except (TimeoutError, StarterUnavailable) as exc:
+            raise self._unavailable(exc) from None
+
+    async def _fleet(self, delivery: str, key: str, payload: dict[str, Any]) -> Response:
+        try:
+            fleet = map_fleet(payload, self.base_spec, allow_overrides=self.config.allow_spec_overrides,
+                              max_services=self.config.max_fleet_services)
+        except ConfigError as exc:
+            raise _Reject(_error(422, str(exc), fields=list(exc.fields)),
+                          f"unmappable fleet payload ({', '.join(exc.fields)})") from None
+        environment, releases = fleet.environment, fleet.deployment_name
+        if not await self._deployment_exists(releases):
+            raise _Reject(_error(422, f"no deployment {releases!r} for environment {environment!r}",
+                                 fields=["environment"]), f"deployment {releases} not found")
+        deployment = self.config.fleet_deployment
+        start = StartRequest(
+            deployment=deployment, parameters={"spec": fleet.model_dump(mode="json")}, idempotency_key=key,
+            tags=("webhook", "source:fleet", "fleet", f"version:{fleet.version}", f"environment:{environment}"),
+            run_name=f"fleet/{fleet.version}/{environment}/{len(fleet.services)}-services")
+        started = await self._created(start, missing=f"no fleet deployment {deployment!r}",
+                                      missing_field="fleet_deployment")
+        log.info("fleet delivery %s: %s flow run %s (%s) for %d services -> %s %s", delivery,
+                 "existing" if started.duplicate else "started", started.flow_run_id, started.flow_run_name,
+                 len(fleet.services), fleet.version, environment)
+        return Answer({
+            "flow_run_id": started.flow_run_id, "flow_run_name": started.flow_run_name,
+            "ui_url": started.ui_url, "duplicate": started.duplicate, "delivery": delivery,
+            "idempotency_key": key, "deployment": deployment, "release_deployment": releases,
+            "version": fleet.version, "environment": environment, "services": fleet.services,
+            "waves": plan_waves(fleet.services, fleet.waves),
+        }, status_code=200 if started.duplicate else 202)
+
     # --- Alertmanager: firing alerts roll services back ---------------------------------------------
 
     async def _release_spec(self, alert: RollbackRequest) -> dict[str, Any] | None:
@@ -297,7 +374,7 @@ class Receiver:
         try:
             spec = await asyncio.wait_for(self.releases.latest_release_spec(alert.service, alert.environment),
                                           self.config.start_timeout_seconds)
-        except (StarterUnavailable, asyncio.TimeoutError) as exc:
+        except (TimeoutError, StarterUnavailable) as exc:
             raise self._unavailable(exc) from None
         if spec is None:
             return None
@@ -327,15 +404,8 @@ class Receiver:
                 idempotency_key=alert.idempotency_key, run_name=f"rollback/{alert.service}/{alert.environment}",
                 tags=("webhook", "source:alertmanager", f"alert:{alert.alertname}", f"service:{alert.service}",
                       f"environment:{alert.environment}"))
-            try:
-                started = await self._start_serialized(start)
-            except DeploymentNotFound:
-                raise _Reject(_error(422, f"no rollback deployment {deployment!r}", fields=["rollback_deployment"]),
-                              f"deployment {deployment} not found") from None
-            except RunRejected as exc:
-                raise _Reject(_error(422, str(exc), fields=["spec"]), "rollback parameters refused") from None
-            except (StarterUnavailable, asyncio.TimeoutError) as exc:
-                raise self._unavailable(exc) from None
+            started = await self._created(start, missing=f"no rollback deployment {deployment!r}",
+                                          missing_field="rollback_deployment")
             log.warning("alertmanager delivery %s: %s rollback run %s for %s (%s) on %s", delivery,
                         "existing" if started.duplicate else "started", started.flow_run_id, alert.service,
                         alert.environment, alert.alertname)
@@ -359,16 +429,8 @@ class Receiver:
             deployment=deployment, parameters={"spec": spec.model_dump(mode="json")}, idempotency_key=key,
             tags=("webhook", f"source:{source}", f"service:{spec.service}", f"environment:{spec.environment.value}"),
             run_name=spec.run_name)
-        try:
-            started = await self._start_serialized(start)
-        except DeploymentNotFound:
-            raise _Reject(_error(422, f"no deployment {deployment!r} for environment "
-                                      f"{spec.environment.value!r}", fields=["environment"]),
-                          f"deployment {deployment} not found") from None
-        except RunRejected as exc:
-            raise _Reject(_error(422, str(exc), fields=["spec"]), "run parameters refused") from None
-        except (StarterUnavailable, asyncio.TimeoutError) as exc:
-            raise self._unavailable(exc) from None
+        started = await self._created(start, missing=f"no deployment {deployment!r} for environment "
+                                                     f"{spec.environment.value!r}", missing_field="environment")
         log.info("%s delivery %s: %s flow run %s (%s) for %s %s -> %s", source, delivery,
                  "existing" if started.duplicate else "started", started.flow_run_id, started.flow_run_name,
                  spec.service, spec.version, spec.environment.value)
@@ -380,12 +442,13 @@ class Receiver:
         }, status_code=200 if started.duplicate else 202)
 
 
-async def _not_found(request: Request, exc: HTTPException) -> Answer:
+async def _not_found(request: Request, exc: Exception) -> Answer:
     return _error(404, "not found")
 
 
-async def _not_allowed(request: Request, exc: HTTPException) -> Answer:
-    return _error(405, "method not allowed", headers=exc.headers)
+async def _not_allowed(request: Request, exc: Exception) -> Answer:
+    headers = exc.headers if isinstance(exc, HTTPException) else None  # Allow: the methods the route takes
+    return _error(405, "method not allowed", headers=headers)
 
 
 async def _internal(request: Request, exc: Exception) -> Answer:

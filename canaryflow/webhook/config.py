@@ -1,7 +1,7 @@
 """Settings of the webhook receiver: ``CANARYFLOW_WEBHOOK_*`` variables (or constructor arguments).
 
 Secrets come from the environment (``..._GITHUB_SECRET``, ``..._GITLAB_TOKEN``,
-``..._GENERIC_SECRET``, ``..._ALERTMANAGER_TOKEN``) or from Prefect Secret blocks named by
+``..._GENERIC_SECRET``, ``..._FLEET_SECRET``, ``..._ALERTMANAGER_TOKEN``) or from Prefect Secret blocks named by
 ``..._SECRET_BLOCK`` / ``..._TOKEN_BLOCK`` variables,
 resolved once at startup by :func:`resolve_secrets`. A source without a secret is disabled: it
 answers 401 to everything, and the receiver says so once in its log when it starts.
@@ -28,8 +28,12 @@ log = logging.getLogger("canaryflow.webhook")
 
 #: Sources whose deliveries start releases.
 CI_SOURCES = ("github", "gitlab", "generic")
-#: Every authenticated route: the CI sources, and Alertmanager (firing alerts start rollbacks).
-SOURCES = (*CI_SOURCES, "alertmanager")
+#: Every authenticated route: the CI sources, fleet releases (one version to many services, signed
+#: like the generic route but with a secret of its own: it moves every service it names) and
+#: Alertmanager (firing alerts start rollbacks).
+SOURCES = (*CI_SOURCES, "fleet", "alertmanager")
+#: Services one fleet delivery may name: each becomes a child release run.
+DEFAULT_MAX_FLEET_SERVICES = 200
 
 #: GitHub events that may start a release, each with its own condition (see mapping.py). `workflow_run`
 #: is supported but opt-in: every successful workflow of the repository (tests, lint) would start one.
@@ -65,6 +69,9 @@ class WebhookConfig(BaseSettings):
     github_secret_block: str | None = Field(default=None, description="Prefect Secret block name")
     gitlab_token_block: str | None = Field(default=None, description="Prefect Secret block name")
     generic_secret_block: str | None = Field(default=None, description="Prefect Secret block name")
+    fleet_secret: SecretStr | None = Field(default=None,
+                                           description="Fleet route's HMAC secret; unset: the route is disabled")
+    fleet_secret_block: str | None = Field(default=None, description="Prefect Secret block name")
     alertmanager_token: SecretStr | None = Field(default=None, description="Alertmanager's bearer credentials")
     alertmanager_token_block: str | None = Field(default=None, description="Prefect Secret block name")
 
@@ -72,6 +79,8 @@ class WebhookConfig(BaseSettings):
     max_json_depth: int = Field(default=DEFAULT_MAX_DEPTH, ge=2, le=256,
                                 description="deeper bodies answer 400")
     max_alerts: int = Field(default=DEFAULT_MAX_ALERTS, ge=1, description="alerts per Alertmanager notification")
+    max_fleet_services: int = Field(default=DEFAULT_MAX_FLEET_SERVICES, ge=1, le=10_000,
+                                    description="services per fleet delivery (more: 422)")
     rate_limit_per_second: float = Field(default=10.0, ge=0, description="0 disables the limit")
     rate_limit_burst: int = Field(default=20, ge=0, description="token bucket size per route and client")
     timestamp_tolerance_seconds: int = Field(default=300, ge=1, description="generic route window")
@@ -80,7 +89,8 @@ class WebhookConfig(BaseSettings):
     body_timeout_seconds: float = Field(default=10.0, gt=0, description="whole body by then, else 408")
     header_timeout_seconds: float = Field(default=10.0, gt=0,
                                           description="request head by then, else the connection is closed")
-    max_header_bytes: int = Field(default=16 * 1024, ge=1024, description="request head size cap (431; 400 from h11 when it arrives in pieces)")
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024,
+                                  description="request head size cap (431; 400 from h11 when it arrives in pieces)")
     max_connections: int = Field(default=100, ge=1,
                                  description="open connections before new requests answer 503 (uvicorn)")
     keep_alive_seconds: int = Field(default=5, ge=1, description="idle time before a kept-alive connection closes")
@@ -99,6 +109,8 @@ class WebhookConfig(BaseSettings):
                                        description="alertnames whose firing starts a rollback")
     rollback_deployment: str = Field(default="canary-rollback/manual",
                                      pattern=r"^[^/\s]+/[^/\s]+$", description="'<flow name>/<deployment name>'")
+    fleet_deployment: str = Field(default="canary-fleet/fleet", pattern=r"^[^/\s]+/[^/\s]+$",
+                                  description="fleet route: '<flow name>/<deployment name>'")
     base_spec: Path | None = Field(default=None, description="spec file merged under the mapped values")
     start_timeout_seconds: float = Field(default=8.0, gt=0, description="Prefect API call budget")
     trusted_proxies: str | None = Field(
@@ -139,6 +151,7 @@ class WebhookSecrets:
     gitlab: SecretStr | None = None
     generic: SecretStr | None = None
     alertmanager: SecretStr | None = None
+    fleet: SecretStr | None = None
 
     def get(self, source: str) -> str | None:
         value: SecretStr | None = getattr(self, source)
@@ -151,8 +164,12 @@ class WebhookSecrets:
 def _load_block(name: str, source: str) -> SecretStr:
     from prefect.blocks.system import Secret
 
+    from canaryflow.prefect_sync import sync_result
+
     try:
-        block = Secret.load(name, _sync=True)
+        # _sync: the receiver may resolve secrets from its event loop; Prefect's sync_compatible
+        # wrapper accepts it, its signature does not show it.
+        block = sync_result(Secret.load(name, _sync=True), "Secret.load")  # type: ignore[call-arg]
     except Exception as exc:  # noqa: BLE001 - name the block and the kind of failure, never a value
         raise ConfigError(f"cannot load Prefect Secret block {name!r} for the {source} webhook: "
                           f"{type(exc).__name__}", fields=(f"{source}_secret_block",)) from None
@@ -168,6 +185,7 @@ def resolve_secrets(config: WebhookConfig) -> WebhookSecrets:
     pairs = {"github": (config.github_secret, config.github_secret_block),
              "gitlab": (config.gitlab_token, config.gitlab_token_block),
              "generic": (config.generic_secret, config.generic_secret_block),
+             "fleet": (config.fleet_secret, config.fleet_secret_block),
              "alertmanager": (config.alertmanager_token, config.alertmanager_token_block)}
     resolved: dict[str, SecretStr | None] = {}
     for source, (direct, block) in pairs.items():

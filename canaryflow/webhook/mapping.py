@@ -23,19 +23,31 @@ GitLab (``X-Gitlab-Event``):
   override each.
 - ``Deployment Hook`` (status ``success``): project path, short SHA, the deployment's environment.
 Generic: a JSON object ``{service, version, environment?, image?, spec?}`` and nothing else.
+Fleet: ``{version, services, environment?, waves?, max_concurrency?, stop_on_rollback?, spec?}``
+and nothing else, checked by :func:`map_fleet` as a :class:`~canaryflow.fleet.FleetSpec` whose
+every service's release spec is valid, so a fleet never starts to fail at its first child.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from canaryflow.errors import ConfigError
+from canaryflow.fleet import FleetSpec
 from canaryflow.spec import ReleaseSpec, deep_merge, validate_spec
 from canaryflow.webhook.oci import is_image_reference
 from canaryflow.webhook.payload import PayloadRefused, kind, parse_json, quoted
 
 GENERIC_KEYS = frozenset({"service", "version", "environment", "image", "spec"})
+#: What a fleet delivery may say; where the children run (``FleetSpec.deployment``) is the receiver's.
+FLEET_KEYS = frozenset({"version", "services", "environment", "waves", "max_concurrency", "stop_on_rollback",
+                        "spec"})
+#: Fields every service's release takes from the fleet, not from the shared spec.
+PER_SERVICE_FIELDS = ("service", "version", "environment")
 SHORT_SHA = 12
 GITLAB_VARIABLES = ("CANARYFLOW_SERVICE", "CANARYFLOW_VERSION", "CANARYFLOW_ENVIRONMENT", "CANARYFLOW_IMAGE")
 
@@ -257,6 +269,62 @@ def map_generic(payload: dict[str, Any], *, allow_overrides: bool = True) -> Rel
                           version=payload.get("version"), environment=payload.get("environment"),
                           image=_image(payload.get("image"), "image"),
                           overrides=_overrides(payload.get("spec"), "spec", allow_overrides))
+
+
+# --- Fleet -----------------------------------------------------------------------------------------
+
+def _fleet_field(error: Any) -> str:
+    """The field a validation error is about; the plan's own errors (``waves[1]: ...``,
+    ``services: listed twice``) are raised for the whole model and name their field in the text."""
+    if error["loc"]:
+        return ".".join(str(part) for part in error["loc"])
+    named = re.match(r"(\w+)(?:\[(\d+)\])?:", str(error.get("ctx", {}).get("error", "")))
+    if named and named.group(1) in FLEET_KEYS:
+        return named.group(1) + (f".{named.group(2)}" if named.group(2) else "")
+    return "<payload>"
+
+
+def map_fleet(payload: dict[str, Any], base: dict[str, Any] | None = None, *, allow_overrides: bool = True,
+              max_services: int) -> FleetSpec:
+    """A fleet delivery as a validated :class:`FleetSpec`; raises :class:`UnmappablePayload` naming
+    every bad field (``services.2``, ``waves.0``, ``spec.steps``).
+
+    The shared release fields merge as ``base spec < payload "spec"``; environment comes from the
+    payload, else the base spec, else ``staging``. Every service's release spec is validated here,
+    so what the release spec refuses is refused before the fleet run exists.
+    """
+    unknown = sorted(set(payload) - FLEET_KEYS)
+    if unknown:
+        raise UnmappablePayload(f"unknown field(s) {quoted(unknown)}; allowed: {sorted(FLEET_KEYS)}",
+                                fields=tuple(unknown))
+    services = payload.get("services")
+    if services is None:
+        raise _missing("services")
+    if not isinstance(services, list):
+        raise _wrong_type("services", "a list of service names", services)
+    if len(services) > max_services:
+        raise UnmappablePayload(f"services: {len(services)} services, at most {max_services} per fleet delivery",
+                                fields=("services",))
+    base = base or {}
+    shared = deep_merge({k: v for k, v in base.items() if k not in PER_SERVICE_FIELDS},
+                        _overrides(payload.get("spec"), "spec", allow_overrides))
+    data = {**{k: v for k, v in payload.items() if k != "spec"}, "spec": shared}
+    if data.get("environment") is None and base.get("environment") is not None:
+        data["environment"] = base["environment"]
+    try:
+        fleet = FleetSpec.model_validate({k: v for k, v in data.items() if v is not None})
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        fields = tuple(_fleet_field(err) for err in errors)
+        details = "; ".join(f"{field}: {err['msg']}" for field, err in zip(fields, errors, strict=True))
+        raise UnmappablePayload(f"invalid fleet release: {details}", fields=fields) from None
+    for service in fleet.services:
+        try:
+            validate_spec(fleet.release_spec(service))
+        except ConfigError as exc:
+            fields = tuple(f if f in PER_SERVICE_FIELDS else f"spec.{f}" for f in exc.fields)
+            raise UnmappablePayload(f"release of {service}: {exc}", fields=fields) from None
+    return fleet
 
 
 # --- Spec ------------------------------------------------------------------------------------------

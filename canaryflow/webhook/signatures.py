@@ -122,7 +122,7 @@ def verify_bearer(token: str | None, header: str | None) -> Check:
 # --- Generic: HMAC over "{timestamp}.{body}" with a freshness window ----------------------------
 
 def generic_message(timestamp: str | int, body: bytes) -> bytes:
-    return f"{timestamp}.".encode("utf-8") + body
+    return f"{timestamp}.".encode() + body
 
 
 def sign_generic(secret: str | bytes, timestamp: str | int, body: bytes) -> str:

@@ -51,6 +51,12 @@ class RunStarter(Protocol):
     async def start(self, request: StartRequest) -> StartedRun: ...
 
 
+class DeploymentLookup(Protocol):
+    async def has_deployment(self, name: str) -> bool:
+        """Whether ``"<flow name>/<deployment name>"`` exists (a fleet's children need theirs)."""
+        ...
+
+
 class ReleaseLookup(Protocol):
     async def latest_release_spec(self, service: str, environment: str) -> dict[str, Any] | None:
         """The spec of the most recent ``release/<service>/<version>/<environment>`` run, or None."""
@@ -130,6 +136,20 @@ class PrefectRunStarter:
         self._cache[name] = (str(deployment.id), time.monotonic())
         return str(deployment.id)
 
+    async def has_deployment(self, name: str) -> bool:
+        import httpx
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        try:
+            await self._deployment_id(await self._api(), name)
+        except DeploymentNotFound:
+            return False
+        except PrefectHTTPStatusError as exc:
+            raise StarterUnavailable(f"Prefect API answered {exc.response.status_code}") from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise StarterUnavailable(f"Prefect API unreachable ({type(exc).__name__})") from None
+        return True
+
     async def start(self, request: StartRequest) -> StartedRun:
         import httpx
         from prefect.client.schemas.actions import DeploymentFlowRunCreate
@@ -198,6 +218,9 @@ class InMemoryStarter:
         spec = self.releases.get((service, environment))
         return dict(spec) if spec is not None else None
 
+    async def has_deployment(self, name: str) -> bool:
+        return self.deployments is None or name in self.deployments
+
     async def start(self, request: StartRequest) -> StartedRun:
         if self.deployments is not None and request.deployment not in self.deployments:
             raise DeploymentNotFound(request.deployment)
@@ -205,7 +228,7 @@ class InMemoryStarter:
             await asyncio.sleep(self.delay_seconds)
         existing = self.runs.get(request.idempotency_key)
         if existing is not None:
-            return StartedRun(existing["id"], existing["name"], duplicate=True)
-        run = {"id": str(uuid.uuid4()), "name": request.run_name, "request": request}
-        self.runs[request.idempotency_key] = run
-        return StartedRun(run["id"], run["name"], duplicate=False)
+            return StartedRun(str(existing["id"]), str(existing["name"]), duplicate=True)
+        run_id = str(uuid.uuid4())
+        self.runs[request.idempotency_key] = {"id": run_id, "name": request.run_name, "request": request}
+        return StartedRun(run_id, request.run_name, duplicate=False)

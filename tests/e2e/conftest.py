@@ -101,7 +101,12 @@ def crash_releases_left_running(service: str = "checkout") -> list[str]:
     passes; the next test on this worker's server would find it, and a verb or a rollback would
     wait for it to answer. Ids of the runs ended."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.states import Crashed
 

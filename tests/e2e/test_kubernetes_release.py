@@ -28,7 +28,14 @@ from tests.e2e.conftest import FAST_SPEC, controller_state, crash_releases_left_
 from tests.emulators.kube import KubeEmulator
 from tests.emulators.kube.dataplane import Dataplane
 from tests.integration.kube.conftest import (
-    NS, RBAC_MANIFEST, ROUTER_TARGETS, http_route, image_of, original_routing, routing_spec, stable_deployment,
+    NS,
+    RBAC_MANIFEST,
+    ROUTER_TARGETS,
+    http_route,
+    image_of,
+    original_routing,
+    routing_spec,
+    stable_deployment,
     virtual_service,
 )
 
@@ -308,7 +315,8 @@ def test_sigkill_at_fifty_percent_is_restored_by_one_reconcile_after_the_lease(d
                                "canary_url": canary_slot_url(dataplane.stack)}}
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p),
                "PREFECT_API_URL": prefect_server.api_url, "PYTHONUNBUFFERED": "1"}
-        code = f"import json; from flows.release import canary_release; canary_release(json.loads({json.dumps(spec)!r}))"
+        code = ("import json; from flows.release import canary_release; "
+                f"canary_release(json.loads({json.dumps(spec)!r}))")
         log = tmp_path / "release.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=root, stdout=out,

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -59,11 +59,12 @@ def retries_of(origin: str) -> list[Any]:
 def test_a_transient_abort_schedules_a_retry_with_the_right_time_and_parameters(prefect_server, deployments):
     spec = {**FAST_SPEC, "version": "v7", "retry": {"backoff_seconds": 120, "max_attempts": 3}}
     dead_prometheus = f"http://127.0.0.1:{free_port()}"
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     original = start_and_execute("canary-release/production", spec,
                                  cli_env(prefect_server, CANARYFLOW_PROMETHEUS_URL=dead_prometheus))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert original.state.is_failed() and "not ready" in original.state.message
+    assert original.state.name == "Refused"  # in the UI, not a rollback
 
     [retry] = retries_of(str(original.id))
     assert retry.state.is_scheduled()
@@ -73,7 +74,7 @@ def test_a_transient_abort_schedules_a_retry_with_the_right_time_and_parameters(
     assert {"attempt:2", RETRY_TAG, "environment:production", "service:checkout", "version:v7"} <= set(retry.tags)
 
     # By hand, for a chosen time: `canaryflow retry <id> --at`.
-    at = (datetime.now(timezone.utc) + timedelta(hours=2)).replace(microsecond=0)
+    at = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
     cli = subprocess.run([sys.executable, "-m", "canaryflow", "retry", str(original.id), "--at", at.isoformat()],
                          cwd=ROOT, env=cli_env(prefect_server), capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stdout + cli.stderr

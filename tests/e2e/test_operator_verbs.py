@@ -36,7 +36,8 @@ def wait_for_weight(stack: Any, weight: int, timeout: float = 60) -> None:
         time.sleep(0.5)
 
 
-def release_operated_by(person: Callable[[], None], spec: dict[str, Any]) -> tuple[Any, Any, list[BaseException], float]:
+def release_operated_by(
+        person: Callable[[], None], spec: dict[str, Any]) -> tuple[Any, Any, list[BaseException], float]:
     """Run the release here (flows belong in the main thread); a person acts from another thread."""
     errors: list[BaseException] = []
 

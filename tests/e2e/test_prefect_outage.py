@@ -14,12 +14,11 @@ import time
 
 import pytest
 
+from tests.e2e import test_crash_safety
 from tests.e2e.conftest import controller_state
-from tests.e2e.test_crash_safety import (  # noqa: F401 - release_process is a fixture
-    release_log,
-    release_process,
-    wait_for_canary_at_ten_percent,
-)
+from tests.e2e.test_crash_safety import release_log, wait_for_canary_at_ten_percent
+
+release_process = test_crash_safety.release_process  # the fixture, shared with the crash tests
 
 pytestmark = pytest.mark.e2e
 

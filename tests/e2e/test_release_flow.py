@@ -130,8 +130,9 @@ def test_counters_accumulate_across_releases(stack, prefect_server):
     assert reasons[1] == "smoke_test_failed" and {reasons[0], reasons[2]} <= {"high_error_rate", "smoke_test_failed"}
     prom_value(stack, 'deployment_total{service="checkout",status="rolled_back"}', until=lambda v: v == 3)
     for reason in set(reasons):
+        expected = reasons.count(reason)
         prom_value(stack, f'deployment_rollback_total{{service="checkout",reason="{reason}"}}',
-                   until=lambda v, n=reasons.count(reason): v == n)
+                   until=lambda v, n=expected: v == n)
 
 
 def test_unreachable_prometheus_at_preflight_changes_nothing(stack, prefect_server, monkeypatch):

@@ -28,7 +28,9 @@ RBAC_MANIFEST = Path(__file__).resolve().parents[2] / "deployments" / "kubernete
 SA_USER = "system:serviceaccount:canaryflow:canaryflow-release"
 
 
-def deployment(name: str = "checkout", image: str = "shop/checkout:1.0", replicas: int = 3, **spec: Any) -> dict[str, Any]:
+def deployment(
+    name: str = "checkout", image: str = "shop/checkout:1.0", replicas: int = 3, **spec: Any
+) -> dict[str, Any]:
     labels = {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -41,7 +43,12 @@ def deployment(name: str = "checkout", image: str = "shop/checkout:1.0", replica
                 "metadata": {"labels": dict(labels)},
                 "spec": {
                     "containers": [
-                        {"name": "app", "image": image, "env": [{"name": "MODE", "value": "prod"}], "ports": [{"containerPort": 8080}]},
+                        {
+                            "name": "app",
+                            "image": image,
+                            "env": [{"name": "MODE", "value": "prod"}],
+                            "ports": [{"containerPort": 8080}],
+                        },
                         {"name": "istio-proxy", "image": "istio/proxyv2:1.22"},
                     ]
                 },
@@ -192,7 +199,9 @@ def test_create_read_replace_delete_with_resource_version_rules(kube: KubeEmulat
 
 
 # ------------------------------------------------------------------------------------- patches
-def test_strategic_merge_patch_merges_containers_by_name_and_keeps_the_sidecar(kube: KubeEmulator, apps: client.AppsV1Api) -> None:
+def test_strategic_merge_patch_merges_containers_by_name_and_keeps_the_sidecar(
+    kube: KubeEmulator, apps: client.AppsV1Api
+) -> None:
     kube.seed(deployment())
     patched = apps.patch_namespaced_deployment(
         "checkout",
@@ -210,7 +219,10 @@ def test_strategic_merge_patch_merges_containers_by_name_and_keeps_the_sidecar(k
         },
     )
     containers = patched.spec.template.spec.containers
-    assert [(c.name, c.image) for c in containers] == [("app", "shop/checkout:2.0"), ("istio-proxy", "istio/proxyv2:1.22")]
+    assert [(c.name, c.image) for c in containers] == [
+        ("app", "shop/checkout:2.0"),
+        ("istio-proxy", "istio/proxyv2:1.22"),
+    ]
     assert [e.name for e in containers[0].env] == ["MODE", "FLAG"], "env merges by name"
     assert containers[0].ports[0].container_port == 8080
     assert patched.metadata.generation == 2
@@ -222,7 +234,9 @@ def test_strategic_merge_patch_merges_containers_by_name_and_keeps_the_sidecar(k
     assert [c.name for c in removed.spec.template.spec.containers] == ["app"]
 
 
-def test_merge_patch_replaces_lists_and_json_patch_applies_operations(kube: KubeEmulator, apps: client.AppsV1Api) -> None:
+def test_merge_patch_replaces_lists_and_json_patch_applies_operations(
+    kube: KubeEmulator, apps: client.AppsV1Api
+) -> None:
     kube.seed(deployment())
     merged = apps.patch_namespaced_deployment(
         "checkout",
@@ -254,7 +268,9 @@ def test_merge_patch_replaces_lists_and_json_patch_applies_operations(kube: Kube
 def test_custom_resources_share_storage_across_versions_and_reject_strategic_merge(
     kube: KubeEmulator, custom: client.CustomObjectsApi
 ) -> None:
-    created = custom.create_namespaced_custom_object("networking.istio.io", "v1beta1", NS, "virtualservices", virtual_service())
+    created = custom.create_namespaced_custom_object(
+        "networking.istio.io", "v1beta1", NS, "virtualservices", virtual_service()
+    )
     assert created["metadata"]["resourceVersion"], "create answers 201 with the stored object"
     as_v1 = custom.get_namespaced_custom_object("networking.istio.io", "v1", NS, "virtualservices", "checkout")
     assert as_v1["apiVersion"] == "networking.istio.io/v1"
@@ -264,7 +280,9 @@ def test_custom_resources_share_storage_across_versions_and_reject_strategic_mer
         {"destination": {"host": "checkout", "subset": "stable"}, "weight": 90},
         {"destination": {"host": "checkout", "subset": "canary"}, "weight": 10},
     ]}]}}  # fmt: skip
-    patched = custom.patch_namespaced_custom_object("networking.istio.io", "v1", NS, "virtualservices", "checkout", weights)
+    patched = custom.patch_namespaced_custom_object(
+        "networking.istio.io", "v1", NS, "virtualservices", "checkout", weights
+    )
     assert kube.audit[-1].content_type == "application/merge-patch+json"
     assert [r["weight"] for r in patched["spec"]["http"][0]["route"]] == [90, 10]
     assert patched["metadata"]["generation"] == 2
@@ -282,15 +300,22 @@ def test_custom_resources_share_storage_across_versions_and_reject_strategic_mer
     custom.patch_namespaced_custom_object(
         "networking.istio.io", "v1", NS, "virtualservices", "checkout", ops, _content_type="application/json-patch+json"
     )
-    assert kube.get("networking.istio.io/v1", "virtualservices", NS, "checkout")["spec"]["http"][0]["route"][1]["weight"] == 50
+    assert (
+        kube.get("networking.istio.io/v1", "virtualservices", NS, "checkout")["spec"]["http"][0]["route"][1]["weight"]
+        == 50
+    )
 
     no_rv = virtual_service()
     with pytest.raises(ApiException) as caught:
-        custom.replace_namespaced_custom_object("networking.istio.io", "v1beta1", NS, "virtualservices", "checkout", no_rv)
+        custom.replace_namespaced_custom_object(
+            "networking.istio.io", "v1beta1", NS, "virtualservices", "checkout", no_rv
+        )
     assert caught.value.status == 422, "custom resources need a resourceVersion on update"
     no_rv["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
     with pytest.raises(ApiException) as caught:
-        custom.replace_namespaced_custom_object("networking.istio.io", "v1beta1", NS, "virtualservices", "checkout", no_rv)
+        custom.replace_namespaced_custom_object(
+            "networking.istio.io", "v1beta1", NS, "virtualservices", "checkout", no_rv
+        )
     assert caught.value.status == 409
 
     route = {
@@ -342,7 +367,9 @@ def test_rollout_creates_revisions_converges_and_rollback_reuses_the_old_replica
     assert first.metadata.name == f"checkout-{template_hash}"
 
     apps.patch_namespaced_deployment(
-        "checkout", NS, {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/checkout:2.0"}]}}}}
+        "checkout",
+        NS,
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/checkout:2.0"}]}}}},
     )
     in_progress = wait_for(
         lambda: (d := apps.read_namespaced_deployment("checkout", NS)).status.observed_generation == 2 and d,
@@ -386,7 +413,9 @@ def test_stuck_image_exceeds_the_progress_deadline_while_old_pods_keep_serving(
     kube.stuck_images.add("shop/checkout:broken")
     kube.seed(deployment(progressDeadlineSeconds=1))
     apps.patch_namespaced_deployment(
-        "checkout", NS, {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/checkout:broken"}]}}}}
+        "checkout",
+        NS,
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/checkout:broken"}]}}}},
     )
 
     def exceeded() -> Any:
@@ -398,7 +427,11 @@ def test_stuck_image_exceeds_the_progress_deadline_while_old_pods_keep_serving(
     assert progressing.status == "False"
     assert dep.status.updated_replicas == 3
     assert dep.status.available_replicas == 3, "the old ReplicaSet still serves"
-    new_rs = next(r for r in apps.list_namespaced_replica_set(NS).items if r.metadata.annotations["deployment.kubernetes.io/revision"] == "2")
+    new_rs = next(
+        r
+        for r in apps.list_namespaced_replica_set(NS).items
+        if r.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+    )
     assert new_rs.spec.replicas == 3 and not new_rs.status.available_replicas
     with pytest.raises(AssertionError, match="progress deadline"):
         rollout_complete(apps, "checkout")
@@ -408,7 +441,9 @@ def test_a_paused_deployment_does_not_roll_out(kube: KubeEmulator, apps: client.
     kube.seed(deployment())
     apps.patch_namespaced_deployment("checkout", NS, {"spec": {"paused": True}})
     apps.patch_namespaced_deployment(
-        "checkout", NS, {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/checkout:2.0"}]}}}}
+        "checkout",
+        NS,
+        {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/checkout:2.0"}]}}}},
     )
     dep = wait_for(
         lambda: (d := apps.read_namespaced_deployment("checkout", NS)).status.observed_generation == 3 and d,
@@ -422,7 +457,9 @@ def test_a_paused_deployment_does_not_roll_out(kube: KubeEmulator, apps: client.
 
 
 # ---------------------------------------------------------------------------------------- faults
-def test_faults_answer_before_any_state_change(kube: KubeEmulator, apps: client.AppsV1Api, custom: client.CustomObjectsApi) -> None:
+def test_faults_answer_before_any_state_change(
+    kube: KubeEmulator, apps: client.AppsV1Api, custom: client.CustomObjectsApi
+) -> None:
     kube.seed(deployment())
     before = kube.get("apps/v1", "deployments", NS, "checkout")
     image_patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "shop/checkout:2.0"}]}}}}
@@ -437,7 +474,9 @@ def test_faults_answer_before_any_state_change(kube: KubeEmulator, apps: client.
 
     kube.faults.add(verb="create", resource="virtualservices", status=500)
     with pytest.raises(ApiException) as caught:
-        custom.create_namespaced_custom_object("networking.istio.io", "v1", NS, "virtualservices", virtual_service("v1"))
+        custom.create_namespaced_custom_object(
+            "networking.istio.io", "v1", NS, "virtualservices", virtual_service("v1")
+        )
     assert caught.value.status == 500 and error_body(caught.value)["reason"] == "InternalError"
     assert kube.get("networking.istio.io/v1", "virtualservices", NS, "checkout") is None
 
@@ -460,7 +499,10 @@ def test_faults_answer_before_any_state_change(kube: KubeEmulator, apps: client.
 
     kube.faults.add(verb="patch", status=500, times=None)
     kube.faults.clear()
-    assert apps.patch_namespaced_deployment("checkout", NS, image_patch).spec.template.spec.containers[0].image == "shop/checkout:2.0"
+    assert (
+        apps.patch_namespaced_deployment("checkout", NS, image_patch).spec.template.spec.containers[0].image
+        == "shop/checkout:2.0"
+    )
 
 
 # ------------------------------------------------------------------------------------------ RBAC
@@ -476,7 +518,9 @@ def test_rbac_from_the_role_manifest_denies_with_the_real_message() -> None:
         assert apps.read_namespaced_deployment("checkout", NS).metadata.name == "checkout"
         assert apps.patch_namespaced_deployment_scale("checkout", NS, {"spec": {"replicas": 4}}).spec.replicas == 4
         assert apps.list_namespaced_replica_set(NS).items
-        custom.patch_namespaced_custom_object("networking.istio.io", "v1beta1", NS, "virtualservices", "checkout", {"spec": {"hosts": ["checkout"]}})
+        custom.patch_namespaced_custom_object(
+            "networking.istio.io", "v1beta1", NS, "virtualservices", "checkout", {"spec": {"hosts": ["checkout"]}}
+        )
 
         def denied(call: Callable[[], Any]) -> str:
             with pytest.raises(ApiException) as caught:
@@ -494,11 +538,14 @@ def test_rbac_from_the_role_manifest_denies_with_the_real_message() -> None:
             f'in API group "apps" in the namespace "shop"'
         )
         assert denied(lambda: core.list_namespaced_service(NS)) == (
-            f'services is forbidden: User "{SA_USER}" cannot list resource "services" in API group "" in the namespace "shop"'
+            f'services is forbidden: User "{SA_USER}" cannot list resource "services" '
+            f'in API group "" in the namespace "shop"'
         )
         assert 'in the namespace "payments"' in denied(lambda: apps.read_namespaced_deployment("checkout", "payments"))
         assert "at the cluster scope" in denied(lambda: apps.list_deployment_for_all_namespaces())
-        assert denied(lambda: apps.delete_namespaced_replica_set("any", NS)).startswith('replicasets.apps "any" is forbidden')
+        assert denied(lambda: apps.delete_namespaced_replica_set("any", NS)).startswith(
+            'replicasets.apps "any" is forbidden'
+        )
         assert [e.status for e in kube.audit if e.verb == "update"] == [403]
 
 
@@ -506,7 +553,9 @@ def test_rbac_from_the_role_manifest_denies_with_the_real_message() -> None:
 def test_label_and_field_selectors(kube: KubeEmulator, apps: client.AppsV1Api) -> None:
     for name, track in (("checkout", "stable"), ("checkout-canary", "canary"), ("cart", None)):
         d = deployment(name)
-        d["metadata"]["labels"] = {"app": "checkout" if name != "cart" else "cart"} | ({"track": track} if track else {})
+        d["metadata"]["labels"] = {"app": "checkout" if name != "cart" else "cart"} | (
+            {"track": track} if track else {}
+        )
         kube.seed(d)
 
     def names(**kwargs: str) -> list[str]:

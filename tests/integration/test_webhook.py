@@ -23,9 +23,18 @@ from canaryflow.webhook import WebhookConfig, WebhookSecrets, create_app, resolv
 from canaryflow.webhook.replay import signed_key
 from canaryflow.webhook.signatures import generic_message
 from tests.integration.served import ServedApp
-from tests.unit.webhook.support import (ALL_SECRETS, GENERIC_SECRET, GITHUB_SECRET, GITLAB_TOKEN, body_of,
-                                        generic_headers, github_deployment, github_headers, gitlab_headers,
-                                        gitlab_pipeline)
+from tests.unit.webhook.support import (
+    ALL_SECRETS,
+    GENERIC_SECRET,
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    body_of,
+    generic_headers,
+    github_deployment,
+    github_headers,
+    gitlab_headers,
+    gitlab_pipeline,
+)
 
 # The first test of a session also waits for the PostgreSQL-backed server: initdb and Prefect's
 # migrations on PostgreSQL take 1-3 min on a busy 2-core machine, inside that test's timeout.

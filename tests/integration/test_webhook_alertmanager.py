@@ -17,8 +17,7 @@ from pydantic import SecretStr
 from canaryflow.webhook import WebhookConfig, WebhookSecrets, create_app
 from tests.integration.served import ServedApp
 from tests.integration.test_webhook import count_runs, read_run
-from tests.unit.webhook.support import (ALERTMANAGER_TOKEN, alertmanager_payload, bearer_headers, body_of,
-                                        firing_alert)
+from tests.unit.webhook.support import ALERTMANAGER_TOKEN, alertmanager_payload, bearer_headers, body_of, firing_alert
 
 pytestmark = pytest.mark.timeout(180)
 

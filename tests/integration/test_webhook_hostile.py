@@ -27,9 +27,19 @@ from canaryflow.webhook import WebhookConfig, WebhookSecrets, create_app
 from tests.integration.served import ServedApp, connect, raw_request, read_answer
 from tests.integration.test_webhook import count_runs, read_run
 from tests.integration.test_webhook_alertmanager import record_release
-from tests.unit.webhook.support import (ALERTMANAGER_TOKEN, GENERIC_SECRET, GITHUB_SECRET, GITLAB_TOKEN,
-                                        alertmanager_payload, bearer_headers, body_of, firing_alert, generic_headers,
-                                        github_headers, gitlab_headers)
+from tests.unit.webhook.support import (
+    ALERTMANAGER_TOKEN,
+    GENERIC_SECRET,
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    alertmanager_payload,
+    bearer_headers,
+    body_of,
+    firing_alert,
+    generic_headers,
+    github_headers,
+    gitlab_headers,
+)
 from tests.unit.webhook.test_app import HOSTILE_SIGNED, WHITESPACE_INSIDE
 
 pytestmark = pytest.mark.timeout(240)
@@ -47,7 +57,8 @@ def deployments(prefect_server) -> list[str]:
     from flows.release import canary_release
     from flows.rollback import canary_rollback
 
-    ids = [str(canary_release.to_deployment(name=f"webhook-hostile-{env}").apply()) for env in ("staging", "production")]
+    ids = [str(canary_release.to_deployment(name=f"webhook-hostile-{env}").apply())
+           for env in ("staging", "production")]
     return [*ids, str(canary_rollback.to_deployment(name="webhook-hostile").apply())]
 
 
@@ -80,7 +91,8 @@ def deployment_event(service: str, sha: str) -> dict[str, Any]:
 
 def pipeline_event(service: str, sha: str) -> dict[str, Any]:
     return {"project": {"name": service}, "object_attributes": {
-        "status": "success", "sha": sha, "variables": [{"key": "CANARYFLOW_IMAGE", "value": f"reg.example/{service}:1"}]}}
+        "status": "success", "sha": sha,
+        "variables": [{"key": "CANARYFLOW_IMAGE", "value": f"reg.example/{service}:1"}]}}
 
 
 def generic_release(service: str, version: str) -> dict[str, Any]:
@@ -181,9 +193,11 @@ def hostile(served: ServedApp, accepted: dict[str, tuple[bytes, dict[str, Any]]]
             raw = [(k, v.encode()) for k, v in headers.items() if k not in (name, "x-github-delivery",
                                                                            "x-canaryflow-delivery")]
             raw.append((name, headers[name].replace("sha256=", "sha256=" + inside).encode("latin-1")))
-            raw.append(("x-github-delivery" if route == "github" else "x-canaryflow-delivery", uuid.uuid4().hex.encode()))
+            raw.append(("x-github-delivery" if route == "github" else "x-canaryflow-delivery",
+                        uuid.uuid4().hex.encode()))
             attempts.append((f"{route} whitespace {inside!r}",
-                             lambda route=route, raw=raw, body=body: raw_request(served, f"/hooks/{route}", raw, body)[0]))
+                             lambda route=route, raw=raw, body=body:
+                             raw_request(served, f"/hooks/{route}", raw, body)[0]))
     # Signed input that once raised: deep JSON, wrong types, lone surrogates, NaN/Infinity, images, 1e999.
     for route, event, body, _ in HOSTILE_SIGNED:
         attempts.append((f"{route} signed hostile", lambda r=route, e=event, b=body: post(served, r, b, signed(r, b, e))
@@ -254,7 +268,7 @@ def test_hostile_deliveries_start_no_run_and_are_never_answered_5xx(receiver, de
         copies = [{**headers, "x-github-delivery": str(uuid.uuid4()), "x-canaryflow-delivery": uuid.uuid4().hex}
                   for _ in range(8)]
         with ThreadPoolExecutor(8) as pool:
-            answers = list(pool.map(lambda h: post(receiver, route, body, h), copies))
+            answers = list(pool.map(lambda h, route=route, body=body: post(receiver, route, body, h), copies))
         assert {a.status_code for a in answers} == {200} and {a.json()["flow_run_id"] for a in answers} == {
             first[route].json()["flow_run_id"]}
         tally.update(a.status_code for a in answers)

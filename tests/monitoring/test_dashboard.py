@@ -93,8 +93,8 @@ def test_every_query_is_filtered_by_environment_and_service(model):
 def test_dora_canary_and_rollback_panels_exist(model):
     titles = set(panels(model))
     assert {"Deployment frequency", "Lead time for changes (median)", "Change failure rate",
-            "Time to restore (median)", "Canary traffic", "Canary error rate vs baseline and threshold", "Evidence against the canary",
-            "Canary P95 latency vs threshold", "Rollback reasons"} <= titles
+            "Time to restore (median)", "Canary traffic", "Canary error rate vs baseline and threshold",
+            "Evidence against the canary", "Canary P95 latency vs threshold", "Rollback reasons"} <= titles
 
 
 def test_every_panel_has_a_description_and_a_query(model):

@@ -102,7 +102,8 @@ def test_alert_has_the_seed_severity_duration_threshold_and_annotations(alert):
 
 def test_every_runbook_url_points_at_a_section_of_the_runbooks():
     runbooks = (MONITORING / "runbooks.md").read_text()
-    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in re.findall(r"^## (.+)$", runbooks, re.M)}
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
+               for h in re.findall(r"^## (.+)$", runbooks, re.M)}
     for name, rule in rules().items():
         path, _, anchor = rule["annotations"]["runbook_url"].partition("#")
         assert path == "monitoring/runbooks.md" and (ROOT / path).is_file()

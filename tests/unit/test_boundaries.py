@@ -27,7 +27,8 @@ ROOT = PACKAGE.parent
 PREFECT_ADAPTERS = {
     "canaryflow.cli": "the CLI starts flows and reads runs",
     "canaryflow.operate": "the CLI's helpers on the Prefect API",
-    "canaryflow.status": "the status view reads runs from the Prefect API",
+    "canaryflow.status": "the status view reads runs, logs and artifacts from the Prefect API",
+    "canaryflow.waiting": "`canaryflow wait` follows a run's state through the Prefect API",
     "canaryflow.control": "operator commands travel as Prefect Variables",
     "canaryflow.events": "release events are Prefect events",
     "canaryflow.automations": "the example automation is created on the Prefect server",
@@ -65,9 +66,9 @@ def test_the_core_has_no_prefect_import_anywhere():
 
 def test_the_adapters_list_names_modules_that_exist_and_do_use_prefect():
     found = modules()
-    listed = {name for name in PREFECT_ADAPTERS if name in found}
-    assert all(prefect_imports(found[name]) for name in listed), "an adapter that no longer uses Prefect"
-    assert listed >= set(PREFECT_ADAPTERS) - {"canaryflow.status"}  # the status view may live elsewhere
+    assert set(PREFECT_ADAPTERS) <= set(found), "an adapter listed here no longer exists"
+    unused = [name for name in PREFECT_ADAPTERS if not prefect_imports(found[name])]
+    assert unused == [], "adapters that no longer use Prefect belong to the core"
 
 
 BLOCKED_IMPORT = """

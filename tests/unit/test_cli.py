@@ -50,7 +50,8 @@ def test_every_command_has_help():
     for args in (["--help"], ["release", "--help"], ["demo", "--help"], ["local", "--help"],
                  ["local", "release", "--help"], ["local", "up", "--help"], ["plan", "--help"],
                  ["rollback", "--help"], ["retry", "--help"], ["approve", "--help"], ["reject", "--help"],
-                 ["webhook", "serve", "--help"], ["ui-stop", "--help"], ["local", "versions", "--help"]):
+                 ["webhook", "serve", "--help"], ["ui-stop", "--help"], ["local", "versions", "--help"],
+                 ["status", "--help"], ["wait", "--help"]):
         assert runner.invoke(app, args).exit_code == 0, args
 
 
@@ -146,3 +147,20 @@ def test_fleet_refuses_a_bad_wave_before_any_run_exists():
     assert "'rest' can only be the last wave" in result.output
     result = runner.invoke(app, ["fleet", "--version", "v2", "--services", "a,Bad_Name"])
     assert result.exit_code == 2 and "Bad_Name" in result.output
+
+
+def test_status_and_wait_need_a_prefect_server_named(monkeypatch):
+    # Without one Prefect would start an empty server in the process and report nothing running.
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        status = runner.invoke(app, ["status", "checkout"])
+        wait = runner.invoke(app, ["wait", "checkout"])
+    assert status.exit_code == 1 and "PREFECT_API_URL is not set" in status.output
+    assert wait.exit_code == 5 and "PREFECT_API_URL is not set" in wait.output
+
+
+def test_wait_refuses_a_negative_timeout_and_status_a_too_short_interval():
+    assert runner.invoke(app, ["wait", "checkout", "--timeout", "-1"]).exit_code == 2
+    assert runner.invoke(app, ["status", "--watch", "--interval", "0.1"]).exit_code == 2

@@ -10,11 +10,19 @@ import pytest
 
 from benchmarks import detection
 from benchmarks.detection_rules import (
-    SimulatedPrometheus, argo_rule, flagger_rule, new_judge, previous_rule, rules, seed_rule, spec_for,
-    through_steps, Limits,
+    Limits,
+    SimulatedPrometheus,
+    argo_rule,
+    flagger_rule,
+    new_judge,
+    previous_rule,
+    rules,
+    seed_rule,
+    spec_for,
+    through_steps,
 )
-from canaryflow.judge import Action
 from benchmarks.detection_traffic import BOUNDS, TICK, Release, draw, run_rng, scenarios
+from canaryflow.judge import Action
 
 SCENARIOS = {s.name: s for s in scenarios()}
 HEALTHY = SCENARIOS["healthy-production"]

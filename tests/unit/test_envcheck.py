@@ -43,7 +43,8 @@ def test_flag_shaped_and_sectionless_names_are_refused_with_the_name_to_use(type
 
 def test_an_unknown_name_like_nothing_is_refused_too():
     assert unknown_variables({"CANARYFLOW_COLOUR": "blue"}) == {"CANARYFLOW_COLOUR": None}
-    with pytest.raises(ConfigError, match="CANARYFLOW_COLOUR: not a canaryflow variable; see docs/reference/settings.md"):
+    with pytest.raises(ConfigError,
+                       match="CANARYFLOW_COLOUR: not a canaryflow variable; see docs/reference/settings.md"):
         check_variable_names({"CANARYFLOW_COLOUR": "blue"})
 
 

@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from canaryflow.fleet import (DEFAULT_WAVES, FleetSpec, Outcome, fleet_summary, plan_waves, should_stop,
-                              summary_markdown)
+from canaryflow.fleet import DEFAULT_WAVES, FleetSpec, Outcome, fleet_summary, plan_waves, should_stop, summary_markdown
 
 
 def names(n: int) -> list[str]:

@@ -6,7 +6,17 @@ import pytest
 
 from canaryflow.control import OperatorCommand, Verb
 from canaryflow.judge import (
-    PRECEDENCE, RULES, Action, Measurement, Policy, Reason, Round, Signal, Verdict, decide, step_backs,
+    PRECEDENCE,
+    RULES,
+    Action,
+    Measurement,
+    Policy,
+    Reason,
+    Round,
+    Signal,
+    Verdict,
+    decide,
+    step_backs,
 )
 
 POLICY = Policy(steps=(10, 50, 100), step_wait_seconds=60, max_consecutive_errors=3, max_hold_seconds=30)

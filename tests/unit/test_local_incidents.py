@@ -9,8 +9,15 @@ import httpx
 import pytest
 
 from canaryflow.local.catalog import IncidentSpec
-from canaryflow.local.incidents import (ADMIN, SCHEDULE, Incident, IncidentPlan, ServiceIncident,
-                                        parse_incident_request, push_incident)
+from canaryflow.local.incidents import (
+    ADMIN,
+    SCHEDULE,
+    Incident,
+    IncidentPlan,
+    ServiceIncident,
+    parse_incident_request,
+    push_incident,
+)
 from tests.unit.local_support import FakeClock
 
 EVERY_300_FOR_120 = IncidentSpec(every_s=300, duration_s=120, error_rate=0.05)

@@ -19,7 +19,7 @@ ARRIVALS = 20_000
 
 def gaps(rps: float, seed: int) -> list[float]:
     due = list(itertools.islice(poisson_arrivals(rps, random.Random(seed)), ARRIVALS))
-    return [b - a for a, b in zip([0.0, *due], due)]
+    return [b - a for a, b in zip([0.0, *due], due, strict=False)]
 
 
 def test_mean_gap_is_one_over_the_rate():

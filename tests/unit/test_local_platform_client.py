@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prefect.states import Completed, Failed
 
 from canaryflow.errors import PlatformError, RolloutStuck
 from canaryflow.platforms.local import LocalPlatform
-from prefect.states import Completed, Failed
 from tasks.common import only_transient
 
 BASE = "http://controller.test"
@@ -240,7 +240,8 @@ def test_a_platform_without_the_service_is_refused_naming_what_it_runs(controlle
     controller.service = "payments"
     platform = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(controller))
     try:
-        with pytest.raises(PlatformError, match="HTTP 404: no service 'checkout'; this platform runs: payments") as info:
+        with pytest.raises(PlatformError,
+                           match="HTTP 404: no service 'checkout'; this platform runs: payments") as info:
             platform.deploy("v2")
     finally:
         platform.close()

@@ -70,11 +70,11 @@ def test_errors_come_in_runs_and_gaps_not_evenly_spaced():
     draws put two errors in a row about once in 400 requests and leave gaps of every length."""
     draws = behaviour(2, error_rate=0.05)
     failed = [draws.failure() == 500 for _ in range(DRAWS)]
-    in_a_row = sum(1 for a, b in zip(failed, failed[1:]) if a and b)
+    in_a_row = sum(1 for a, b in zip(failed, failed[1:], strict=False) if a and b)
     assert in_a_row > 0
     assert within_binomial_margin(in_a_row, DRAWS - 1, 0.05 ** 2), in_a_row
     at = [i for i, f in enumerate(failed) if f]
-    gaps = [b - a for a, b in zip(at, at[1:])]
+    gaps = [b - a for a, b in zip(at, at[1:], strict=False)]
     assert max(gaps) > 60 and len(set(gaps)) > 20
 
 

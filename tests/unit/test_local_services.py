@@ -44,4 +44,5 @@ def test_a_plan_refuses_negative_load_and_unknown_fields():
         ServicePlan(rps=-1)
     with pytest.raises(ValueError, match="replicas"):
         ServicePlan.model_validate({"stable": "v1", "replicas": 2})
-    assert json.loads(ServicePlan(stable="v2", rps=5).model_dump_json()) == {"stable": "v2", "rps": 5.0, "catalog": None}
+    assert (json.loads(ServicePlan(stable="v2", rps=5).model_dump_json())
+            == {"stable": "v2", "rps": 5.0, "catalog": None})

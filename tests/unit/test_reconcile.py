@@ -3,14 +3,14 @@ plus the mapping from Prefect state types to liveness."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from canaryflow.kube.lease import Holder, Lease, MalformedLease
 from canaryflow.reconcile import Action, Liveness, decide, liveness_of
 
-NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 HOLDER = Holder("7b1c7a52-8a0c-4a63-9a7e-3d1f7b6f0a11", "worker-0:41")
 
 LEASES = {

@@ -125,7 +125,8 @@ class RecordedSpecRouter:
             spec = obj.get("spec") or {}
             recorded = annotations.get(ORIGINAL_SPEC_ANNOTATION)
             if recorded is None:  # nothing recorded (never prepared, or restored already): weight 0 if split
-                patch: dict[str, Any] = {"metadata": {"annotations": dict(REMOVE_LEASE)}} if has_lease(annotations) else {}
+                patch: dict[str, Any] = (
+                    {"metadata": {"annotations": dict(REMOVE_LEASE)}} if has_lease(annotations) else {})
                 try:
                     if self.read_weight(spec) != 0:
                         patch["spec"] = merge_patch_between(spec, self._apply(spec, 0))
@@ -136,7 +137,8 @@ class RecordedSpecRouter:
                 original = json.loads(recorded)
             except ValueError:
                 raise PlatformError(f'{self.kind} "{self.object_name}": annotation {ORIGINAL_SPEC_ANNOTATION} '
-                                    "is not valid JSON; restore the spec by hand", operation=self.api.operation) from None
+                                    "is not valid JSON; restore the spec by hand",
+                                    operation=self.api.operation) from None
             return {"metadata": {"annotations": {ORIGINAL_SPEC_ANNOTATION: None, **REMOVE_LEASE}},
                     "spec": merge_patch_between(spec, original)}
 

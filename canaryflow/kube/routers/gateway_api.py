@@ -15,7 +15,8 @@ from canaryflow.kube.routers._recorded import RecordedSpecRouter, check_weight
 
 
 def _is(ref: dict[str, Any], service: str) -> bool:
-    return ref.get("name") == service and ref.get("kind", "Service") == "Service" and ref.get("group", "") in ("", "core")
+    return (ref.get("name") == service and ref.get("kind", "Service") == "Service"
+            and ref.get("group", "") in ("", "core"))
 
 
 def split_rules(spec: dict[str, Any], *, stable_service: str) -> list[int]:

@@ -89,7 +89,9 @@ class _Progress:
 
 
 class DeploymentController:
-    def __init__(self, store: Store, convergence_seconds: float, stuck_images: set[str], interval: float = 0.05) -> None:
+    def __init__(
+        self, store: Store, convergence_seconds: float, stuck_images: set[str], interval: float = 0.05
+    ) -> None:
         self.store = store
         self.convergence = convergence_seconds
         self.stuck_images = stuck_images
@@ -143,7 +145,9 @@ class DeploymentController:
         owned = [
             rs
             for rs in self.store.items(REPLICASETS, ns)
-            if any(ref.get("uid") == uid and ref.get("controller") for ref in rs["metadata"].get("ownerReferences") or [])
+            if any(
+                ref.get("uid") == uid and ref.get("controller") for ref in rs["metadata"].get("ownerReferences") or []
+            )
         ]
         top = max((_revision(rs) for rs in owned), default=0)
         match = next((rs for rs in owned if _without_hash(rs["spec"].get("template")) == _without_hash(template)), None)
@@ -155,7 +159,9 @@ class DeploymentController:
             new_rs = max(owned, key=_revision, default=None)
         elif match is None:
             new_rs = self._create_rs(deployment, template, desired, top + 1)
-            progress = self._progress[uid] = _Progress(new_rs["metadata"]["name"], start, start + self.convergence, desired, 0)
+            progress = self._progress[uid] = _Progress(
+                new_rs["metadata"]["name"], start, start + self.convergence, desired, 0
+            )
         else:
             new_rs = match
             rolled_back = _revision(match) < top
@@ -165,10 +171,21 @@ class DeploymentController:
                 available = int((match.get("status") or {}).get("availableReplicas", 0))
                 if progress is None and not rolled_back:  # state from before this controller saw it
                     start = now - self.convergence - 1
-                progress = self._progress[uid] = _Progress(match["metadata"]["name"], start, start + self.convergence, desired, available)
-        if new_rs is not None and progress is not None and progress.rs_name == new_rs["metadata"]["name"] and progress.replicas != desired:
+                progress = self._progress[uid] = _Progress(
+                    match["metadata"]["name"], start, start + self.convergence, desired, available
+                )
+        if (
+            new_rs is not None
+            and progress is not None
+            and progress.rs_name == new_rs["metadata"]["name"]
+            and progress.replicas != desired
+        ):
             available = int((new_rs.get("status") or {}).get("availableReplicas", 0))
-            progress.replicas, progress.base_available, progress.settle_at = desired, min(available, desired), now + self.convergence
+            progress.replicas, progress.base_available, progress.settle_at = (
+                desired,
+                min(available, desired),
+                now + self.convergence,
+            )
 
         olds = [rs for rs in owned if new_rs is None or rs["metadata"]["name"] != new_rs["metadata"]["name"]]
         stuck = bool(new_rs is not None and _images(new_rs["spec"].get("template") or {}) & set(self.stuck_images))
@@ -269,16 +286,32 @@ class DeploymentController:
         if available >= desired - max_unavailable:
             conditions.append(("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."))
         else:
-            conditions.append(("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."))
+            conditions.append(
+                ("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+            )
         deadline = float(spec.get("progressDeadlineSeconds", 600))
         if spec.get("paused"):
             conditions.append(("Progressing", "Unknown", "DeploymentPaused", "Deployment is paused"))
         elif new_rs is not None and progress is not None:
             name = new_rs["metadata"]["name"]
             if done:
-                conditions.append(("Progressing", "True", "NewReplicaSetAvailable", f'ReplicaSet "{name}" has successfully progressed.'))
+                conditions.append(
+                    (
+                        "Progressing",
+                        "True",
+                        "NewReplicaSetAvailable",
+                        f'ReplicaSet "{name}" has successfully progressed.',
+                    )
+                )
             elif now - progress.started > deadline:
-                conditions.append(("Progressing", "False", "ProgressDeadlineExceeded", f'ReplicaSet "{name}" has timed out progressing.'))
+                conditions.append(
+                    (
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        f'ReplicaSet "{name}" has timed out progressing.',
+                    )
+                )
             else:
                 conditions.append(("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{name}" is progressing.'))
 

@@ -102,7 +102,9 @@ class KubeEmulator:
     def __enter__(self) -> KubeEmulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # ---------------------------------------------------------------------------- client access
@@ -112,7 +114,9 @@ class KubeEmulator:
             "kind": "Config",
             "clusters": [{"name": CONTEXT, "cluster": {"server": self.url}}],
             "users": [{"name": CONTEXT, "user": {"token": self.token}}],
-            "contexts": [{"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": self.namespace}}],
+            "contexts": [
+                {"name": CONTEXT, "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": self.namespace}}
+            ],
             "current-context": CONTEXT,
             "preferences": {},
         }
@@ -121,7 +125,9 @@ class KubeEmulator:
         """An official-client ApiClient built from the kubeconfig file (as the pipeline builds its own)."""
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig_path), context=CONTEXT, persist_config=False)
+        return config.new_client_from_config(
+            config_file=str(self.kubeconfig_path), context=CONTEXT, persist_config=False
+        )
 
     # ------------------------------------------------------------------------- direct state access
     def seed(self, obj: dict[str, Any], *, settled: bool = True) -> dict[str, Any]:

@@ -85,7 +85,9 @@ def field_matcher(selector: str | None) -> Matcher:
                 field, value = field.strip(), value.strip()
                 getter = _FIELDS.get(field)
                 if getter is None:
-                    raise bad_request(f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"')
+                    raise bad_request(
+                        f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+                    )
                 if op == "!=":
                     checks.append(lambda obj, g=getter, v=value: g(obj) != v)
                 else:

@@ -27,7 +27,16 @@ from .faults import Faults
 from .rbac import Rbac
 from .resources import Resource
 from .selectors import field_matcher, label_matcher
-from .status import ApiError, bad_request, forbidden, injected, method_not_allowed, not_found, resource_not_served, unauthorized
+from .status import (
+    ApiError,
+    bad_request,
+    forbidden,
+    injected,
+    method_not_allowed,
+    not_found,
+    resource_not_served,
+    unauthorized,
+)
 from .store import Event, Obj, Store
 
 PUBLIC_PATHS = {"/version", "/healthz", "/livez", "/readyz"}
@@ -223,7 +232,9 @@ class KubeApi:
             result = self.store.replace(res, t.namespace, t.name, payload, subresource=t.subresource, dry_run=dry_run)
             return _json(result if t.subresource == "scale" else self._present(result, t))
         if t.verb == "patch":
-            result = self.store.patch(res, t.namespace, t.name, content_type, payload, subresource=t.subresource, dry_run=dry_run)
+            result = self.store.patch(
+                res, t.namespace, t.name, content_type, payload, subresource=t.subresource, dry_run=dry_run
+            )
             return _json(result if t.subresource == "scale" else self._present(result, t))
         if t.verb == "delete":
             options = payload if isinstance(payload, dict) else {}
@@ -235,7 +246,9 @@ class KubeApi:
             details = {"name": t.name, "kind": res.plural, "uid": deleted["metadata"].get("uid")}
             if res.group:
                 details["group"] = res.group
-            return _json({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+            return _json(
+                {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+            )
         raise method_not_allowed()
 
     # ------------------------------------------------------------------------------ list & watch
@@ -274,7 +287,11 @@ class KubeApi:
         try:
             with self.store.lock:
                 if since in ("", "0"):
-                    opening = [_line("ADDED", self._present(o, t)) for o in self.store.items(res, t.namespace or None) if match(o)]
+                    opening = [
+                        _line("ADDED", self._present(o, t))
+                        for o in self.store.items(res, t.namespace or None)
+                        if match(o)
+                    ]
                     backlog = self.store.subscribe(listener, None)
                 else:
                     if not since.isdigit():
@@ -343,7 +360,13 @@ class KubeApi:
                 }
             )
         if path == "/apis":
-            return _json({"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(g, v) for g, v in resources.groups().items()]})
+            return _json(
+                {
+                    "kind": "APIGroupList",
+                    "apiVersion": "v1",
+                    "groups": [_group(g, v) for g, v in resources.groups().items()],
+                }
+            )
         parts = [p for p in path.split("/") if p]
         if len(parts) == 2 and parts[0] == "apis" and parts[1] in resources.groups():
             return _json({"kind": "APIGroup", "apiVersion": "v1", **_group(parts[1], resources.groups()[parts[1]])})
@@ -380,10 +403,23 @@ def _resource_list(group: str, version: str) -> dict[str, Any]:
     for res in resources.RESOURCES:
         if res.group != group or version not in res.versions:
             continue
-        out.append({"name": res.plural, "singularName": res.singular, "namespaced": True, "kind": res.kind, "verbs": verbs})
+        out.append(
+            {"name": res.plural, "singularName": res.singular, "namespaced": True, "kind": res.kind, "verbs": verbs}
+        )
         for sub in res.subresources:
-            entry = {"name": f"{res.plural}/{sub}", "singularName": "", "namespaced": True, "kind": res.kind, "verbs": ["get", "patch", "update"]}
+            entry = {
+                "name": f"{res.plural}/{sub}",
+                "singularName": "",
+                "namespaced": True,
+                "kind": res.kind,
+                "verbs": ["get", "patch", "update"],
+            }
             if sub == "scale":
                 entry.update(group="autoscaling", version="v1", kind="Scale")
             out.append(entry)
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version, "resources": out}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": out,
+    }

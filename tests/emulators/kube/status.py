@@ -153,9 +153,16 @@ def injected(code: int, res: Resource | None, name: str, retry_after: int) -> Ap
             {"Retry-After": str(retry_after)},
         )
     if code == 500:
-        return ApiError(500, "InternalError", "Internal error occurred: injected fault", {"causes": [{"message": "injected fault"}]})
+        return ApiError(
+            500, "InternalError", "Internal error occurred: injected fault", {"causes": [{"message": "injected fault"}]}
+        )
     if code == 503:
-        return ApiError(503, "ServiceUnavailable", "the server is currently unable to handle the request", headers={"Retry-After": str(retry_after)})
+        return ApiError(
+            503,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+            headers={"Retry-After": str(retry_after)},
+        )
     if code == 504:
         return ApiError(504, "Timeout", "the server was unable to return a response in the time allotted")
     if code == 404 and res is not None:

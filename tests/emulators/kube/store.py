@@ -73,7 +73,9 @@ def _validate_workload(res: Resource, obj: Obj, old: Obj | None) -> None:
         raise invalid(res, name, "spec.selector", "Required value")
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     if not selector_matches(selector, labels):
-        raise invalid(res, name, "spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`")
+        raise invalid(
+            res, name, "spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`"
+        )
     if old is not None and (old.get("spec") or {}).get("selector") != selector:
         raise invalid(res, name, "spec.selector", "field is immutable")
 
@@ -126,7 +128,9 @@ class Store:
             current = self._objects.get((res.group, res.plural, meta["namespace"], meta["name"]))
             if current is not None and _same(current, obj):
                 return copy.deepcopy(current)
-            return self._commit(res, copy.deepcopy(obj), "ADDED" if current is None else "MODIFIED", copy.deepcopy(current))
+            return self._commit(
+                res, copy.deepcopy(obj), "ADDED" if current is None else "MODIFIED", copy.deepcopy(current)
+            )
 
     def fill_new_metadata(self, res: Resource, obj: Obj, namespace: str) -> None:
         meta = _meta(obj)
@@ -193,7 +197,9 @@ class Store:
                 return obj
             return self._commit(res, obj, "ADDED", None)
 
-    def replace(self, res: Resource, namespace: str, name: str, body: Obj, *, subresource: str = "", dry_run: bool = False) -> Obj:
+    def replace(
+        self, res: Resource, namespace: str, name: str, body: Obj, *, subresource: str = "", dry_run: bool = False
+    ) -> Obj:
         if not isinstance(body, dict):
             raise bad_request("the body of the request must be a JSON object")
         with self.lock:
@@ -202,7 +208,9 @@ class Store:
                 return self._write_scale(res, current, body, dry_run)
             given_rv = _meta(body).get("resourceVersion")
             if not given_rv and not res.builtin:
-                raise invalid(res, name, "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update")
+                raise invalid(
+                    res, name, "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update"
+                )
             return self._update(res, current, copy.deepcopy(body), subresource, dry_run)
 
     def patch(
@@ -226,7 +234,9 @@ class Store:
                 raise bad_request("the patch did not produce an object")
             return self._update(res, current, patched, subresource, dry_run)
 
-    def delete(self, res: Resource, namespace: str, name: str, options: Obj | None = None, *, dry_run: bool = False) -> Obj:
+    def delete(
+        self, res: Resource, namespace: str, name: str, options: Obj | None = None, *, dry_run: bool = False
+    ) -> Obj:
         options = options or {}
         with self.lock:
             current = self._require(res, namespace, name)
@@ -258,7 +268,9 @@ class Store:
         name = _meta(current)["name"]
         meta = _meta(new)
         if meta.get("name", name) != name:
-            raise bad_request(f'the name of the object ({meta.get("name")}) does not match the name on the URL ({name})')
+            raise bad_request(
+                f'the name of the object ({meta.get("name")}) does not match the name on the URL ({name})'
+            )
         if meta.get("namespace", _meta(current)["namespace"]) != _meta(current)["namespace"]:
             raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
         if meta.get("resourceVersion") and meta["resourceVersion"] != _meta(current)["resourceVersion"]:
@@ -276,7 +288,11 @@ class Store:
                     result["status"] = copy.deepcopy(current["status"])
                 else:
                     result.pop("status", None)
-            keep = {k: _meta(current)[k] for k in ("uid", "creationTimestamp", "generation", "namespace", "name") if k in _meta(current)}
+            keep = {
+                k: _meta(current)[k]
+                for k in ("uid", "creationTimestamp", "generation", "namespace", "name")
+                if k in _meta(current)
+            }
             meta.update(keep)
             self._prepare(res, result, current)
             if _payload(result) != _payload(current):
@@ -295,7 +311,9 @@ class Store:
         return {
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta},
+            "metadata": {
+                k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+            },
             "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
             "status": {
                 "replicas": (obj.get("status") or {}).get("replicas", 0),
@@ -310,7 +328,9 @@ class Store:
             raise conflict(res, name)
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise invalid(res, name, "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0")
+            raise invalid(
+                res, name, "spec.replicas", f"Invalid value: {replicas!r}: must be greater than or equal to 0"
+            )
         updated = copy.deepcopy(current)
         updated.setdefault("spec", {})["replicas"] = replicas
         _meta(updated).pop("resourceVersion", None)

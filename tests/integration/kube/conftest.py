@@ -100,8 +100,8 @@ def spec_for(router: str, *, version: str = "v2", **target: Any):
                                          **target}})
 
 
-def make_platform(kube: KubeEmulator, router: str, *, version: str = "v2", platform_options: dict[str, Any] | None = None,
-                  **target: Any) -> KubernetesPlatform:
+def make_platform(kube: KubeEmulator, router: str, *, version: str = "v2",
+                  platform_options: dict[str, Any] | None = None, **target: Any) -> KubernetesPlatform:
     settings = Settings(kubeconfig=str(kube.kubeconfig_path), kube_context="emulator")
     return KubernetesPlatform.from_settings(settings, spec_for(router, version=version, **target),
                                             **FAST, **(platform_options or {}))

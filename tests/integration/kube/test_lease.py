@@ -8,14 +8,20 @@ given by the test (``test_reconcile_prefect.py`` asks the real Prefect server).
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from canaryflow.kube.client import KubeApi
 from canaryflow.kube.lease import (
-    EXPIRES_ANNOTATION, HOLDER_ANNOTATION, LEASE_ANNOTATIONS, RUN_ID_ANNOTATION, Holder, LeaseHeld, LeaseLost,
+    EXPIRES_ANNOTATION,
+    HOLDER_ANNOTATION,
+    LEASE_ANNOTATIONS,
+    RUN_ID_ANNOTATION,
+    Holder,
+    LeaseHeld,
+    LeaseLost,
     read_lease,
 )
 from canaryflow.kube.routers import ORIGINAL_SPEC_ANNOTATION
@@ -32,7 +38,7 @@ PLURAL = {"replicas": "deployments", "istio": "virtualservices", "gateway-api": 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+        self.now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         return self.now
@@ -195,7 +201,8 @@ def test_a_fresh_lease_is_never_touched_and_prefect_is_not_asked(kube, router, c
         platform.close()
 
 
-@pytest.mark.parametrize(("liveness", "action"), [(Liveness.LIVE, Action.LEAVE), (Liveness.UNKNOWN, Action.CANNOT_TELL)])
+@pytest.mark.parametrize(("liveness", "action"),
+                         [(Liveness.LIVE, Action.LEAVE), (Liveness.UNKNOWN, Action.CANNOT_TELL)])
 def test_an_expired_lease_of_a_live_or_unknown_run_is_left(kube, clock, api, liveness, action):
     platform = released(kube, "istio", clock, weight=50)
     try:

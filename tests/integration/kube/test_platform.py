@@ -15,8 +15,17 @@ from canaryflow.settings import Settings
 from tests.emulators.kube import KubeEmulator
 
 from .conftest import (
-    NS, RBAC_MANIFEST, deployment, image_of, make_platform, original_routing, routing_spec, seed_all, spec_for,
-    user_weight, without_annotation,
+    NS,
+    RBAC_MANIFEST,
+    deployment,
+    image_of,
+    make_platform,
+    original_routing,
+    routing_spec,
+    seed_all,
+    spec_for,
+    user_weight,
+    without_annotation,
 )
 
 
@@ -46,7 +55,8 @@ def test_deploy_and_wait_ready(kube, router):
         assert image_of(stable) == "registry.example.com/checkout:v1" and stable["spec"]["replicas"] == 4
         assert platform.stable_version() == "v1"
         platform.deploy("v2")  # a retried deploy is harmless
-        assert deployment(kube, "checkout-canary")["metadata"]["resourceVersion"] == canary["metadata"]["resourceVersion"]
+        assert (deployment(kube, "checkout-canary")["metadata"]["resourceVersion"]
+                == canary["metadata"]["resourceVersion"])
     finally:
         platform.close()
 
@@ -73,7 +83,8 @@ def test_stuck_rollout_raises_rollout_stuck(router):
         platform = make_platform(kube, router, version="v3")
         try:
             platform.deploy("v3")
-            with pytest.raises(RolloutStuck, match='deployment "checkout-canary" exceeded its progress deadline') as info:
+            with pytest.raises(RolloutStuck,
+                               match='deployment "checkout-canary" exceeded its progress deadline') as info:
                 platform.wait_ready(timeout=20)
             assert info.value.operation == "wait_ready" and not info.value.transient
             platform.rollback()
@@ -191,7 +202,8 @@ def test_interrupted_promotion_is_undone_before_traffic_moves(kube, router):
         stable = deployment(kube, "checkout")
         assert image_of(stable) == "registry.example.com/checkout:v1"
         assert image_of(stable, "log-shipper") == "fluent-bit:3.0"
-        assert stable["spec"]["template"]["metadata"]["labels"] == {"app": "checkout", "track": "stable", "version": "v1"}
+        assert stable["spec"]["template"]["metadata"]["labels"] == {"app": "checkout", "track": "stable",
+                                                                    "version": "v1"}
         assert stable["status"]["availableReplicas"] == 4
         assert deployment(kube, "checkout-canary") is None
         writes = [(e.verb, e.resource, e.subresource, e.name) for e in kube.audit if e.verb in ("patch", "delete")]

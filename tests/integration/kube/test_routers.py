@@ -9,7 +9,17 @@ import pytest
 from canaryflow.kube.client import KubeConflict
 from canaryflow.kube.routers import ORIGINAL_SPEC_ANNOTATION
 
-from .conftest import GATEWAY, ISTIO, NS, deployment, image_of, make_platform, original_routing, routing_spec, user_weight
+from .conftest import (
+    GATEWAY,
+    ISTIO,
+    NS,
+    deployment,
+    image_of,
+    make_platform,
+    original_routing,
+    routing_spec,
+    user_weight,
+)
 
 
 def test_weights_round_trip_and_restore(kube, router):
@@ -122,7 +132,8 @@ def test_replicas_router_scales_receiving_side_first(kube):
         platform.set_weight(10)  # stable 2 -> 3 first, then canary 2 -> 1
         scales = [(e.name) for e in kube.audit if e.verb == "patch" and e.subresource == "scale"]
         assert scales == ["checkout-canary", "checkout", "checkout", "checkout-canary"]
-        assert (deployment(kube, "checkout")["spec"]["replicas"], deployment(kube, "checkout-canary")["spec"]["replicas"]) == (3, 1)
+        assert (deployment(kube, "checkout")["spec"]["replicas"],
+                deployment(kube, "checkout-canary")["spec"]["replicas"]) == (3, 1)
         # Every scale-down happened only once the other side was fully available.
         platform.set_weight(100)
         assert deployment(kube, "checkout")["spec"]["replicas"] == 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from canaryflow.analysis_spec import RatioMetric
 from canaryflow.assess.counts import Counts

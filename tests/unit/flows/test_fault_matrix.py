@@ -23,7 +23,7 @@ import pytest
 from prefect.exceptions import TerminationSignal
 
 import flows.release as release_flow
-from canaryflow.errors import PlatformError, PreflightError
+from canaryflow.errors import PreflightError
 from canaryflow.faults import Fault, Faulty, Killed, failure
 from canaryflow.judge import Action, Verdict
 from canaryflow.outcome import Ending

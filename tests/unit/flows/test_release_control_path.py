@@ -457,6 +457,7 @@ def test_a_failed_preflight_changes_nothing_and_rolls_nothing_back(book):
     assert book.names() == ["preflight", "schedule retry"]  # Prometheus may be back later; nothing to undo
     state = release_flow.final_state(outcome, summary)
     assert state.is_failed() and state.data is refusal and "Prometheus is not ready" in state.message
+    assert state.name == "Refused"  # the UI tells a refusal from a rollback
     assert _sample(book, "deployment_total", status="failed") == 1
     assert _sample(book, "deployment_total", status="rolled_back") is None
 

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from canaryflow.kube.lease import (
-    EXPIRES_ANNOTATION, LEASE_ANNOTATIONS, RELEASE_ANNOTATION, RUN_ID_ANNOTATION, Holder, Lease, LeaseHeld, LeaseLost,
-    MalformedLease, check_renewal, new_lease, parse_rfc3339, read_lease, rfc3339,
+    EXPIRES_ANNOTATION,
+    LEASE_ANNOTATIONS,
+    RELEASE_ANNOTATION,
+    RUN_ID_ANNOTATION,
+    Holder,
+    Lease,
+    LeaseHeld,
+    LeaseLost,
+    MalformedLease,
+    check_renewal,
+    new_lease,
+    parse_rfc3339,
+    read_lease,
+    rfc3339,
 )
 
-NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 ME = Holder("11111111-1111-4111-8111-111111111111", "worker-0:41")
 OTHER = Holder("22222222-2222-4222-8222-222222222222", "worker-1:7")
 FACTS = {"service": "checkout", "version": "v2", "environment": "production", "target": {"router": "istio"}}

@@ -7,8 +7,14 @@ import copy
 import pytest
 
 from canaryflow.kube.rollout import (
-    POD_TEMPLATE_HASH, REVISION_ANNOTATION, ProgressDeadlineExceeded, UndoRefused, owned_replicasets,
-    rollout_status, templates_equal, undo_target,
+    POD_TEMPLATE_HASH,
+    REVISION_ANNOTATION,
+    ProgressDeadlineExceeded,
+    UndoRefused,
+    owned_replicasets,
+    rollout_status,
+    templates_equal,
+    undo_target,
 )
 
 
@@ -72,7 +78,8 @@ class TestRolloutStatus:
     def test_waits_for_updated_replicas(self):
         done, message = rollout_status(deployment(updated=1, total=3))
         assert not done
-        assert message == 'Waiting for deployment "checkout" rollout to finish: 1 out of 3 new replicas have been updated...'
+        assert message == ('Waiting for deployment "checkout" rollout to finish: '
+                           '1 out of 3 new replicas have been updated...')
 
     def test_waits_for_old_replicas_to_terminate(self):
         done, message = rollout_status(deployment(updated=3, total=5))

@@ -98,7 +98,8 @@ ROUTE = {
     "hostnames": ["shop.example.com"],
     "rules": [
         {"matches": [{"path": {"type": "PathPrefix", "value": "/api/checkout"}}],
-         "filters": [{"type": "RequestHeaderModifier", "requestHeaderModifier": {"set": [{"name": "x", "value": "1"}]}}],
+         "filters": [{"type": "RequestHeaderModifier",
+                      "requestHeaderModifier": {"set": [{"name": "x", "value": "1"}]}}],
          "backendRefs": [{"name": "checkout", "port": 8080}]},
         {"matches": [{"path": {"type": "PathPrefix", "value": "/api/payments"}}],
          "backendRefs": [{"name": "payments", "port": 8080}]},
@@ -131,7 +132,8 @@ class TestHttpRoute:
         assert http_route_weight(ROUTE, stable_service="checkout", canary_service="checkout-canary") == 0
 
     def test_non_service_backends_are_not_matched(self):
-        spec = {"rules": [{"backendRefs": [{"name": "checkout", "kind": "ServiceImport", "group": "multicluster.x-k8s.io"}]}]}
+        spec = {"rules": [{"backendRefs": [{"name": "checkout", "kind": "ServiceImport",
+                                            "group": "multicluster.x-k8s.io"}]}]}
         with pytest.raises(LookupError, match="Service 'checkout'"):
             set_http_route_weight(spec, 10, stable_service="checkout", canary_service="checkout-canary")
 

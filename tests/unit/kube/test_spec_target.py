@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import yaml
 
-from canaryflow.errors import ConfigError
 from canaryflow.analysis_spec import render
+from canaryflow.errors import ConfigError
 from canaryflow.kube.presets import PRESETS, preset
 from canaryflow.kube.target import KubernetesTarget
 from canaryflow.spec import QueryTemplates, validate_spec

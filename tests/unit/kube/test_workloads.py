@@ -6,8 +6,16 @@ import pytest
 
 from canaryflow.errors import PlatformError
 from canaryflow.kube.workloads import (
-    TOTAL_ANNOTATION, VERSION_ANNOTATION, build_canary, deployed_version, image_tag, pick_container,
-    promotion_patch, replicas_weight, split_replicas, with_tag,
+    TOTAL_ANNOTATION,
+    VERSION_ANNOTATION,
+    build_canary,
+    deployed_version,
+    image_tag,
+    pick_container,
+    promotion_patch,
+    replicas_weight,
+    split_replicas,
+    with_tag,
 )
 
 
@@ -135,6 +143,7 @@ class TestVersionsAndContainers:
         patch = promotion_patch(stable(), version="v2", image="reg/checkout:v2", container="checkout")
         assert patch == {"metadata": {"resourceVersion": "42"},
                          "spec": {"template": {"metadata": {"labels": {"version": "v2"}},
-                                               "spec": {"containers": [{"name": "checkout", "image": "reg/checkout:v2"}]}}}}
+                                               "spec": {"containers": [{"name": "checkout",
+                                                                        "image": "reg/checkout:v2"}]}}}}
         pinned = promotion_patch(stable(version_in_selector=True), version="v2", image="x:v2", container="checkout")
         assert "metadata" not in pinned["spec"]["template"]

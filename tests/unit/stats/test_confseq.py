@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 from scipy.stats import binom
 
 from canaryflow.stats import (
-    beta_binomial_cs, beta_binomial_log_martingale, credibly_above, credibly_below, prior_b,
+    beta_binomial_cs,
+    beta_binomial_log_martingale,
+    credibly_above,
+    credibly_below,
+    prior_b,
 )
-
 
 # -- hand-computed values --------------------------------------------------------------------------
 
@@ -39,7 +42,8 @@ def test_the_martingale_works_elementwise_on_arrays():
     events, trials = np.array([0, 3, 7]), np.array([10, 30, 7])
     values = beta_binomial_log_martingale(events, trials, 0.2, b=5.0)
     assert values.shape == (3,)
-    np.testing.assert_allclose(values, [beta_binomial_log_martingale(int(y), int(n), 0.2, b=5.0) for y, n in zip(events, trials)])
+    np.testing.assert_allclose(values, [beta_binomial_log_martingale(int(y), int(n), 0.2, b=5.0)
+                                        for y, n in zip(events, trials, strict=False)])
 
 
 # -- the sequence ----------------------------------------------------------------------------------
@@ -55,7 +59,8 @@ def test_no_events_leave_zero_in_and_all_events_leave_one_in():
     assert upper == 1.0 and 0.5 < lower < 1.0
 
 
-@pytest.mark.parametrize(("events", "trials", "b"), [(5, 100, 100.0), (1, 10, 10.0), (300, 1000, 2.0), (7, 10**7, 1000.0)])
+@pytest.mark.parametrize(("events", "trials", "b"),
+                         [(5, 100, 100.0), (1, 10, 10.0), (300, 1000, 2.0), (7, 10**7, 1000.0)])
 def test_the_bounds_are_where_m_reaches_one_over_alpha(events, trials, b):
     alpha = 0.01
     lower, upper = beta_binomial_cs(events, trials, alpha=alpha, b=b)
@@ -73,7 +78,7 @@ def test_the_sequence_narrows_as_trials_grow_at_a_fixed_rate():
         lower, upper = beta_binomial_cs(trials // 20, trials, alpha=0.01, b=100.0)
         assert lower < 0.05 < upper
         widths.append(upper - lower)
-    assert all(later < earlier for earlier, later in zip(widths, widths[1:]))
+    assert all(later < earlier for earlier, later in zip(widths, widths[1:], strict=False))
 
 
 def test_a_smaller_alpha_widens_the_sequence():
@@ -138,7 +143,8 @@ def test_a_canary_exactly_at_the_limit_is_rarely_called_either_side():
     trials = np.cumsum(requests, axis=-1)
     events = np.cumsum(rng.binomial(requests, limit), axis=-1)
     b = prior_b(limit)
-    wrong = (credibly_above(events, trials, limit, alpha=alpha, b=b) | credibly_below(events, trials, limit, alpha=alpha, b=b))
+    wrong = (credibly_above(events, trials, limit, alpha=alpha, b=b)
+             | credibly_below(events, trials, limit, alpha=alpha, b=b))
     ever = wrong.any(axis=-1)
     allowed = binom.ppf(0.999, runs, alpha)  # a rate of exactly alpha exceeds this with probability 0.001
     assert ever.sum() <= allowed, f"{ever.sum()} of {runs} runs excluded the true rate (allowed {allowed})"
@@ -173,7 +179,8 @@ def test_the_bounds_are_the_roots_a_bracketing_solver_finds(events, trials, b):
 
     lower, upper = beta_binomial_cs(events, trials, alpha=alpha, b=b)
     tiny, top = float(np.finfo(float).tiny), float(np.nextafter(1.0, 0.0))
-    expected_lower = brentq(excess, tiny, events / trials, xtol=1e-300, rtol=1e-13) if events and excess(tiny) > 0 else 0.0
+    expected_lower = (brentq(excess, tiny, events / trials, xtol=1e-300, rtol=1e-13)
+                      if events and excess(tiny) > 0 else 0.0)
     expected_upper = brentq(excess, events / trials, top, xtol=1e-300, rtol=1e-13) if excess(top) > 0 else 1.0
     assert lower == pytest.approx(expected_lower, rel=1e-10) and upper == pytest.approx(expected_upper, rel=1e-10)
 
@@ -183,6 +190,6 @@ def test_scalar_counts_get_the_answers_arrays_get():
     for limit in (0.001, 0.05, 0.5):
         above = credibly_above(events, trials, limit, alpha=0.01, b=20.0)
         below = credibly_below(events, trials, limit, alpha=0.01, b=20.0)
-        for i, (y, n) in enumerate(zip(events.tolist(), trials.tolist())):
+        for i, (y, n) in enumerate(zip(events.tolist(), trials.tolist(), strict=False)):
             assert credibly_above(y, n, limit, alpha=0.01, b=20.0) is bool(above[i])
             assert credibly_below(np.int64(y), np.int32(n), limit, alpha=0.01, b=20.0) is bool(below[i])

@@ -16,7 +16,10 @@ from canaryflow.stats import MAX_E_VALUE, RatioEvidence, RatioGrid, average_log_
 SMALL = RatioGrid(low=2.0, high=8.0, points=2)  # ratios 2 and 8: averages a person can check
 
 
-def fold(rounds, *, tolerance=1.0, grid=RatioGrid()):
+DEFAULT_GRID = RatioGrid()
+
+
+def fold(rounds, *, tolerance=1.0, grid=DEFAULT_GRID):
     evidence = RatioEvidence.start(grid)
     for canary_events, baseline_events, canary_requests, baseline_requests in rounds:
         evidence = evidence.update(
@@ -37,7 +40,8 @@ def brute_force_log_e(rounds, *, tolerance, low, high, points):
             null = rho * tolerance / (rho * tolerance + 1 - rho)
             for j, r in enumerate(ratios):
                 alternative = rho * r / (rho * r + 1 - rho)
-                log_likelihoods[j] += y_c * math.log(alternative / null) + y_b * math.log((1 - alternative) / (1 - null))
+                log_likelihoods[j] += (y_c * math.log(alternative / null)
+                                       + y_b * math.log((1 - alternative) / (1 - null)))
         top = max(log_likelihoods)
         running.append(top + math.log(sum(math.exp(value - top) for value in log_likelihoods) / points))
     return running
@@ -109,13 +113,13 @@ def test_a_round_without_events_carries_no_evidence_but_counts_as_used():
 
 @pytest.mark.parametrize(
     ("seed", "tolerance", "grid"),
-    [(1, 1.0, RatioGrid()), (2, 1.0, RatioGrid(low=1.1, high=20.0, points=7)), (3, 1.3, RatioGrid(low=1.5, high=100.0, points=40)),
-     (4, 2.0, RatioGrid(low=3.0, high=3.0, points=1))],
+    [(1, 1.0, RatioGrid()), (2, 1.0, RatioGrid(low=1.1, high=20.0, points=7)),
+     (3, 1.3, RatioGrid(low=1.5, high=100.0, points=40)), (4, 2.0, RatioGrid(low=3.0, high=3.0, points=1))],
 )
 def test_batch_and_fold_equal_the_double_loop(seed, tolerance, grid):
     rounds = random_rounds(seed)
     expected = brute_force_log_e(rounds, tolerance=tolerance, low=grid.low, high=grid.high, points=grid.points)
-    columns = [np.array(column) for column in zip(*rounds)]
+    columns = [np.array(column) for column in zip(*rounds, strict=False)]
     batch = ratio_log_eprocess(*columns, tolerance=tolerance, grid=grid)
     # atol on log E is a relative tolerance on E itself (many values of log E are near 0).
     np.testing.assert_allclose(batch, expected, rtol=1e-9, atol=1e-9)
@@ -138,13 +142,15 @@ def test_leading_axes_are_independent_runs_and_requests_broadcast():
 
 # -- skipped and empty rounds -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("canary_requests", "baseline_requests", "baseline_events"), [(0, 400, 9), (30, 0, 0), (0, 0, 0)])
+@pytest.mark.parametrize(("canary_requests", "baseline_requests", "baseline_events"),
+                         [(0, 400, 9), (30, 0, 0), (0, 0, 0)])
 def test_a_round_where_an_arm_served_nothing_is_skipped(canary_requests, baseline_requests, baseline_events):
     before = fold([(3, 1, 40, 360)])
     after = before.update(canary_events=0, baseline_events=baseline_events, canary_requests=canary_requests,
                           baseline_requests=baseline_requests)
     assert after is before
-    batch = ratio_log_eprocess([3, 0, 2], [1, baseline_events, 0], [40, canary_requests, 40], [360, baseline_requests, 360])
+    batch = ratio_log_eprocess([3, 0, 2], [1, baseline_events, 0], [40, canary_requests, 40],
+                               [360, baseline_requests, 360])
     assert batch[1] == batch[0]
     assert batch[2] == pytest.approx(fold([(3, 1, 40, 360), (2, 0, 40, 360)]).log_e_value, rel=1e-12)
 
@@ -162,7 +168,8 @@ round_strategy = st.tuples(st.integers(0, 200), st.integers(0, 2000)).flatmap(
 
 
 @settings(max_examples=60, deadline=None, database=None)
-@given(rounds=st.lists(round_strategy, min_size=1, max_size=8), which=st.integers(0, 7), tolerance=st.sampled_from([1.0, 1.2]))
+@given(rounds=st.lists(round_strategy, min_size=1, max_size=8), which=st.integers(0, 7),
+       tolerance=st.sampled_from([1.0, 1.2]))
 def test_more_canary_events_never_lower_e_and_more_baseline_events_never_raise_it(rounds, which, tolerance):
     index = which % len(rounds)
     y_c, y_b, n_c, n_b = rounds[index]
@@ -210,7 +217,8 @@ def test_a_tolerance_needs_alternatives_beyond_it(tolerance, grid, message):
         ratio_log_eprocess([1], [0], [5], [5], tolerance=tolerance, grid=grid)
 
 
-@pytest.mark.parametrize(("low", "high", "points"), [(0.0, 2.0, 3), (3.0, 2.0, 3), (1.5, math.inf, 3), (1.5, 10.0, 0), (1.5, 10.0, 2.5)])
+@pytest.mark.parametrize(("low", "high", "points"),
+                         [(0.0, 2.0, 3), (3.0, 2.0, 3), (1.5, math.inf, 3), (1.5, 10.0, 0), (1.5, 10.0, 2.5)])
 def test_a_grid_must_make_sense(low, high, points):
     with pytest.raises(ValueError, match="ratio grid"):
         RatioGrid(low=low, high=high, points=points)
@@ -218,7 +226,8 @@ def test_a_grid_must_make_sense(low, high, points):
 
 def test_evidence_and_grid_must_match_and_batch_needs_a_rounds_axis():
     with pytest.raises(ValueError, match="40 grid points, the grid given has 2"):
-        RatioEvidence.start().update(canary_events=0, baseline_events=0, canary_requests=1, baseline_requests=1, grid=SMALL)
+        RatioEvidence.start().update(canary_events=0, baseline_events=0, canary_requests=1, baseline_requests=1,
+                                     grid=SMALL)
     with pytest.raises(ValueError, match="rounds axis"):
         ratio_log_eprocess(1, 0, 10, 10)
     with pytest.raises(ValueError, match="scalar counts"):
@@ -227,7 +236,7 @@ def test_evidence_and_grid_must_match_and_batch_needs_a_rounds_axis():
 
 def test_extreme_splits_and_counts_stay_finite():
     rounds = [(1, 0, 1, 10**12), (10**6, 0, 10**6, 1), (0, 10**9, 10**9, 10**12), (10**9, 0, 10**12, 1)]
-    batch = ratio_log_eprocess(*(np.array(column) for column in zip(*rounds)))
+    batch = ratio_log_eprocess(*(np.array(column) for column in zip(*rounds, strict=False)))
     assert np.all(np.isfinite(batch))
     overwhelming = fold([(10**6, 0, 10**6, 10**6)] * 3)
     assert math.isfinite(overwhelming.log_e_value) and overwhelming.log_e_value > 1000
@@ -265,17 +274,20 @@ def test_a_a_false_rollbacks_stay_within_alpha():
     canary_events, baseline_events, canary_requests, baseline_requests, weight = a_a_release(
         np.random.default_rng(20240611), runs, 100
     )
-    rolled_back = ratio_log_eprocess(canary_events, baseline_events, canary_requests, baseline_requests).max(axis=-1) >= math.log(1 / alpha)
+    rolled_back = (ratio_log_eprocess(canary_events, baseline_events, canary_requests, baseline_requests).max(axis=-1)
+                   >= math.log(1 / alpha))
     # Largest count a rate of exactly alpha produces with probability 0.999: more would reject Ville's bound.
     allowed = binom.ppf(0.999, runs, alpha)
-    assert rolled_back.sum() <= allowed, f"{rolled_back.sum()} of {runs} healthy canaries rolled back (allowed {allowed})"
+    assert rolled_back.sum() <= allowed, (f"{rolled_back.sum()} of {runs} healthy canaries rolled back "
+                                          f"(allowed {allowed})")
 
     # The scenario is hard enough to matter: judging with the first step's split held fixed
     # (as a test that ignores the weight changes would) rolls most healthy canaries back.
     frozen = canary_requests + baseline_requests
     frozen_canary = np.maximum(np.rint(frozen * weight[0]).astype(int), canary_events)
     frozen_baseline = np.maximum(frozen - frozen_canary, baseline_events)
-    wrong = ratio_log_eprocess(canary_events, baseline_events, frozen_canary, frozen_baseline).max(axis=-1) >= math.log(1 / alpha)
+    wrong = (ratio_log_eprocess(canary_events, baseline_events, frozen_canary, frozen_baseline).max(axis=-1)
+             >= math.log(1 / alpha))
     assert wrong.mean() > 0.5
 
 

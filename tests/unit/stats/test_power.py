@@ -94,7 +94,8 @@ def test_detectable_ratio_refuses_bad_input(kwargs, message):
 
 def fire_probability(rate, trials, *, limit, alpha, b):
     """Exact: the binomial probability of every count at which the guard rail fires."""
-    return sum(binom.pmf(y, trials, rate) for y in range(trials + 1) if credibly_above(y, trials, limit, alpha=alpha, b=b))
+    return sum(binom.pmf(y, trials, rate) for y in range(trials + 1)
+               if credibly_above(y, trials, limit, alpha=alpha, b=b))
 
 
 @pytest.mark.parametrize(("trials", "limit", "alpha"), [(300, 0.01, 0.01), (1000, 0.01, 0.01), (200, 0.1, 0.05)])
@@ -109,7 +110,7 @@ def test_the_detectable_rate_is_where_the_guard_rail_fires_with_the_asked_probab
 def test_more_trials_make_lower_rates_detectable():
     rates = [detectable_rate(trials, limit=0.01, alpha=0.01) for trials in (100, 300, 1000, 3000, 10000)]
     assert None not in rates
-    assert all(later < earlier for earlier, later in zip(rates, rates[1:]))
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:], strict=False))
     assert rates[-1] < 0.02
 
 

@@ -22,7 +22,8 @@ KEYWORD_ONLY = {
     "credibly_below": {"alpha", "a", "b"},
     "srm_log_bayes_factor": {"expected_share", "concentration"},
     "ratio_log_eprocess": {"tolerance", "grid"},
-    "detectable_ratio": {"baseline_rate", "alpha", "tolerance", "grid", "probability", "simulations", "seed", "candidates"},
+    "detectable_ratio": {"baseline_rate", "alpha", "tolerance", "grid", "probability", "simulations", "seed",
+                         "candidates"},
     "detectable_rate": {"limit", "alpha", "a", "b", "probability"},
 }
 
@@ -41,7 +42,8 @@ def test_options_are_keyword_only():
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in update if p.name != "self")
 
 
-ALLOWED_IMPORTS = {"__future__", "math", "numbers", "collections", "dataclasses", "numpy", "scipy"}
+#: The standard library modules the statistics use (``typing`` for annotations only), and numpy and scipy.
+ALLOWED_IMPORTS = {"__future__", "math", "numbers", "collections", "dataclasses", "typing", "numpy", "scipy"}
 
 
 def test_the_statistics_need_nothing_but_numpy_and_scipy():

@@ -31,7 +31,8 @@ def test_counts_that_match_the_share_give_no_evidence_of_a_mismatch():
 def test_an_honest_split_rarely_reaches_the_threshold():
     alpha, draws, total, share = 0.05, 2000, 10_000, 0.1
     canary = np.random.default_rng(20240615).binomial(total, share, size=draws)
-    rejected = sum(srm_log_bayes_factor(int(c), total - int(c), expected_share=share) >= math.log(1 / alpha) for c in canary)
+    rejected = sum(srm_log_bayes_factor(int(c), total - int(c), expected_share=share) >= math.log(1 / alpha)
+                   for c in canary)
     assert rejected <= binom.ppf(0.999, draws, alpha)
 
 
@@ -43,7 +44,7 @@ def test_a_threefold_shortfall_over_thousands_of_requests_is_overwhelming():
 
 def test_the_factor_grows_with_the_shortfall():
     values = [srm_log_bayes_factor(c, 5000 - c, expected_share=0.1) for c in (500, 400, 300, 200, 100)]
-    assert all(later > earlier for earlier, later in zip(values, values[1:]))
+    assert all(later > earlier for earlier, later in zip(values, values[1:], strict=False))
 
 
 def test_swapping_the_arms_and_the_share_changes_nothing():
@@ -55,14 +56,16 @@ def test_swapping_the_arms_and_the_share_changes_nothing():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"expected_share": 0.0}, "expected_share"), ({"expected_share": 1.0}, "expected_share"),
-     ({"expected_share": 0.1, "concentration": 0.0}, "concentration"), ({"expected_share": math.nan}, "expected_share")],
+     ({"expected_share": 0.1, "concentration": 0.0}, "concentration"),
+     ({"expected_share": math.nan}, "expected_share")],
 )
 def test_bad_parameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         srm_log_bayes_factor(10, 90, **kwargs)
 
 
-@pytest.mark.parametrize(("canary", "baseline", "message"), [(-1, 9, "non-negative"), (1.5, 9, "integer"), ([1], [9], "scalar")])
+@pytest.mark.parametrize(("canary", "baseline", "message"),
+                         [(-1, 9, "non-negative"), (1.5, 9, "integer"), ([1], [9], "scalar")])
 def test_bad_counts_are_refused(canary, baseline, message):
     with pytest.raises(ValueError, match=message):
         srm_log_bayes_factor(canary, baseline, expected_share=0.1)

@@ -12,7 +12,8 @@ from canaryflow.webhook.signatures import sign_generic, sign_github
 GITHUB_SECRET = "gh-s3cret-DO-NOT-LEAK"
 GITLAB_TOKEN = "gl-t0ken-DO-NOT-LEAK"
 GENERIC_SECRET = "gen-s3cret-DO-NOT-LEAK"
-ALL_SECRETS = (GITHUB_SECRET, GITLAB_TOKEN, GENERIC_SECRET)
+FLEET_SECRET = "fleet-s3cret-DO-NOT-LEAK"
+ALL_SECRETS = (GITHUB_SECRET, GITLAB_TOKEN, GENERIC_SECRET, FLEET_SECRET)
 
 
 def body_of(payload: Any) -> bytes:
@@ -25,6 +26,11 @@ def generic_headers(body: bytes, *, secret: str = GENERIC_SECRET, timestamp: int
     return {"content-type": "application/json", "x-canaryflow-timestamp": ts,
             "x-canaryflow-signature": sign_generic(secret, ts, body),
             "x-canaryflow-delivery": delivery or uuid.uuid4().hex}
+
+
+def fleet_headers(body: bytes, **kwargs: Any) -> dict[str, str]:
+    """The fleet route signs like the generic one, with its own secret."""
+    return generic_headers(body, **{"secret": FLEET_SECRET, **kwargs})
 
 
 def github_headers(body: bytes, *, event: str = "deployment", secret: str = GITHUB_SECRET,

@@ -15,8 +15,7 @@ from canaryflow.webhook.config import DEFAULT_ROLLBACK_ALERTS
 from canaryflow.webhook.mapping import UnmappablePayload
 from canaryflow.webhook.signatures import Outcome, verify_bearer
 from canaryflow.webhook.starter import InMemoryStarter, StarterUnavailable
-from tests.unit.webhook.support import (ALERTMANAGER_TOKEN, alertmanager_payload, bearer_headers, body_of,
-                                        firing_alert)
+from tests.unit.webhook.support import ALERTMANAGER_TOKEN, alertmanager_payload, bearer_headers, body_of, firing_alert
 from tests.unit.webhook.test_app import run, send
 
 ALLOWED = DEFAULT_ROLLBACK_ALERTS

@@ -10,15 +10,24 @@ import logging
 import time
 
 import httpx
+from pydantic import SecretStr
 
 from canaryflow.webhook import WebhookConfig, WebhookSecrets, create_app
 from canaryflow.webhook.replay import signed_key
-from canaryflow.webhook.starter import InMemoryStarter, StarterUnavailable
 from canaryflow.webhook.signatures import generic_message, sign_generic
-from pydantic import SecretStr
-from tests.unit.webhook.support import (ALL_SECRETS, GENERIC_SECRET, GITHUB_SECRET, GITLAB_TOKEN, body_of,
-                                        generic_headers, github_deployment, github_headers, gitlab_headers,
-                                        gitlab_pipeline)
+from canaryflow.webhook.starter import InMemoryStarter, StarterUnavailable
+from tests.unit.webhook.support import (
+    ALL_SECRETS,
+    GENERIC_SECRET,
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    body_of,
+    generic_headers,
+    github_deployment,
+    github_headers,
+    gitlab_headers,
+    gitlab_pipeline,
+)
 
 SECRETS = WebhookSecrets(github=SecretStr(GITHUB_SECRET), gitlab=SecretStr(GITLAB_TOKEN),
                          generic=SecretStr(GENERIC_SECRET))
@@ -100,13 +109,19 @@ def test_missing_and_invalid_signatures_are_401_and_start_nothing():
                               generic_headers(body, timestamp=int(time.time()) + 301),  # future
                               {**good, "x-canaryflow-timestamp": "yesterday"}],
     }
-    for message, header_sets in cases.items():
-        for headers in header_sets:
-            response = run(send(app, "POST", "/hooks/generic", content=body, headers=headers))
-            assert response.status_code == 401 and response.json() == {"error": message}
-    tampered = run(send(app, "POST", "/hooks/generic", content=body.replace(b"v2", b"v3"), headers=good))
-    assert tampered.status_code == 401
+    assert_refused_401(app, "/hooks/generic", body, good,
+                       [(headers, message) for message, header_sets in cases.items() for headers in header_sets])
     assert starter.runs == {}
+
+
+def assert_refused_401(app, path: str, body: bytes, good: dict, cases: list[tuple[dict, str]]) -> None:
+    """Each ``(headers, message)`` is answered 401 with that message, and so is a body changed after
+    ``good`` signed it."""
+    for headers, message in cases:
+        response = run(send(app, "POST", path, content=body, headers=headers))
+        assert response.status_code == 401 and response.json() == {"error": message}
+    tampered = run(send(app, "POST", path, content=body.replace(b"v2", b"v3"), headers=good))
+    assert tampered.status_code == 401
 
 
 def test_replay_with_stale_timestamp_is_refused():

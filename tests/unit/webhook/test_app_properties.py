@@ -1,4 +1,4 @@
-"""Properties of the receiver for any body, headers and signature mutation, on all four routes.
+"""Properties of the receiver for any body, headers and signature mutation, on all five routes.
 
 A recording starter (the in-memory :class:`RunStarter`) stands in for Prefect: it keeps every
 :class:`StartRequest`, one run per idempotency key, as the Prefect server does. For each generated
@@ -22,18 +22,28 @@ from collections.abc import Callable
 from typing import Any
 
 import hypothesis
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-from canaryflow.webhook.signatures import sign_generic, sign_github
-from tests.unit.webhook.support import (ALERTMANAGER_TOKEN, GENERIC_SECRET, GITHUB_SECRET, GITLAB_TOKEN,
-                                        alertmanager_payload, firing_alert, github_deployment, gitlab_pipeline)
-from tests.unit.webhook.test_app import SECRETS, make, run, send
-from canaryflow.webhook import WebhookSecrets
-from canaryflow.webhook.starter import InMemoryStarter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from canaryflow.webhook import WebhookSecrets
+from canaryflow.webhook.signatures import sign_generic, sign_github
+from canaryflow.webhook.starter import InMemoryStarter
+from tests.unit.webhook.support import (
+    ALERTMANAGER_TOKEN,
+    FLEET_SECRET,
+    GENERIC_SECRET,
+    GITHUB_SECRET,
+    GITLAB_TOKEN,
+    alertmanager_payload,
+    firing_alert,
+    github_deployment,
+    gitlab_pipeline,
+)
+from tests.unit.webhook.test_app import SECRETS, make, run, send
+
 ALL_SECRETS = WebhookSecrets(github=SECRETS.github, gitlab=SECRETS.gitlab, generic=SECRETS.generic,
-                             alertmanager=SecretStr(ALERTMANAGER_TOKEN))
+                             alertmanager=SecretStr(ALERTMANAGER_TOKEN), fleet=SecretStr(FLEET_SECRET))
 RELEASED = {"service": "checkout", "version": "v2", "environment": "production"}
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -65,9 +75,13 @@ RELEASES: list[tuple[str, str | None, Callable[[str], dict[str, Any]]]] = [
     ("generic", None, lambda v: {"service": "checkout", "version": v, "environment": "staging",
                                  "image": f"ghcr.io/acme/checkout:{v}",
                                  "spec": {"steps": [50, 100], "step_wait_seconds": 5}}),
+    ("fleet", None, lambda v: {"version": v, "environment": "production", "services": ["checkout", "payments"],
+                               "waves": [1, "rest"], "max_concurrency": 2, "stop_on_rollback": True,
+                               "spec": {"steps": [50, 100], "step_wait_seconds": 5}}),
     ("alertmanager", None, lambda v: alertmanager_payload(
         firing_alert(starts_at=f"2026-03-01T10:00:00.{v[1:]}Z"),
-        firing_alert("HighLatencyProduction", fingerprint="0a1b2c3d4e5f6071", starts_at=f"2026-03-01T10:00:00.{v[1:]}Z"))),
+        firing_alert("HighLatencyProduction", fingerprint="0a1b2c3d4e5f6071",
+                     starts_at=f"2026-03-01T10:00:00.{v[1:]}Z"))),
 ]
 
 HOSTILE_TEXT = st.sampled_from(["", " ", "\ud800", "\udfff", "\u0000", "caf\u00e9", "\u202e", "x" * 300,
@@ -142,14 +156,14 @@ def signed_headers(route: str, event: str | None, body: bytes, mutation: str) ->
     now = int(time.time())
     ts = now - 3600 if mutation == "stale" else now + 3600 if mutation == "future" else now
     secret_of = {"github": GITHUB_SECRET, "generic": GENERIC_SECRET, "gitlab": GITLAB_TOKEN,
-                 "alertmanager": ALERTMANAGER_TOKEN}
+                 "alertmanager": ALERTMANAGER_TOKEN, "fleet": FLEET_SECRET}
     secret = "guessed-" + secret_of[route] if mutation == "wrong secret" else secret_of[route]
     signed_body = body + b" " if mutation == "other body" else body
     headers: dict[str, str | bytes] = {"content-type": "application/json"}
     if route == "github":
         headers |= {"x-github-event": event or "", "x-hub-signature-256": sign_github(secret, signed_body)}
         name = "x-hub-signature-256"
-    elif route == "generic":
+    elif route in ("generic", "fleet"):
         headers |= {"x-canaryflow-timestamp": str(ts), "x-canaryflow-signature": sign_generic(secret, ts, signed_body)}
         name = "x-canaryflow-signature"
     elif route == "gitlab":
@@ -181,8 +195,8 @@ def respelled(value: str, spelling: str) -> str | bytes:
 
 
 def _verifies(route: str, mutation: str) -> bool:
-    if mutation in ("stale", "future"):  # only the generic scheme signs a timestamp
-        return route != "generic"
+    if mutation in ("stale", "future"):  # only the generic scheme (generic, fleet) signs a timestamp
+        return route not in ("generic", "fleet")
     return mutation in VERIFIES
 
 
@@ -213,7 +227,8 @@ def _receiver():
 APP, STARTER = _receiver()  # one receiver for every example: runs accumulate as they would in service
 
 
-@settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_any_request_is_answered_4xx_or_starts_runs_it_names_never_5xx(data):
     route, event, release = data.draw(st.sampled_from(RELEASES))
@@ -232,7 +247,8 @@ def test_any_request_is_answered_4xx_or_starts_runs_it_names_never_5xx(data):
     assert response.content.isascii()
     answer = response.json()
     new = _new_runs(STARTER, before)
-    hypothesis.event(f"{route} answered {response.status_code}{' with a new run' if new else ''}")  # --hypothesis-show-statistics
+    # shown by --hypothesis-show-statistics
+    hypothesis.event(f"{route} answered {response.status_code}{' with a new run' if new else ''}")
     if not _verifies(route, mutation):
         assert response.status_code == 401 and not new
     if response.status_code >= 400 and not (route == "alertmanager" and response.status_code == 422):
@@ -257,7 +273,8 @@ def test_a_signed_body_starts_one_run_whatever_the_unsigned_headers_say(release,
     for _ in range(data.draw(st.integers(1, 4))):
         replay = dict(headers)
         delivery = data.draw(st.text(st.characters(min_codepoint=48, max_codepoint=122), min_size=1, max_size=16))
-        replay[{"github": "x-github-delivery", "gitlab": "idempotency-key"}.get(route, "x-canaryflow-delivery")] = delivery
+        replay[{"github": "x-github-delivery",
+                "gitlab": "idempotency-key"}.get(route, "x-canaryflow-delivery")] = delivery
         if route == "github":
             replay["x-github-event"] = data.draw(st.sampled_from(["deployment", "release", "registry_package",
                                                                   "workflow_run", "ping", "push"]))

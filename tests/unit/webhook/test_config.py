@@ -29,7 +29,8 @@ def test_environment_lists_secrets_and_repr(monkeypatch):
     assert config.max_body_bytes == 2048
     secrets = resolve_secrets(config)
     assert secrets.get("github") == "gh-very-secret" and secrets.get("gitlab") is None
-    assert secrets.enabled() == {"github": True, "gitlab": False, "generic": True, "alertmanager": False}
+    assert secrets.enabled() == {"github": True, "gitlab": False, "generic": True, "fleet": False,
+                                 "alertmanager": False}
     for text in (repr(config), str(config), repr(secrets), config.model_dump_json()):
         assert "very-secret" not in text
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from canaryflow.errors import ConfigError
-from canaryflow.webhook.mapping import (Ignored, ReleaseRequest, UnmappablePayload, build_spec, map_generic,
-                                        map_github, map_gitlab)
+from canaryflow.webhook.mapping import (
+    Ignored,
+    ReleaseRequest,
+    UnmappablePayload,
+    build_spec,
+    map_generic,
+    map_github,
+    map_gitlab,
+)
 
 REPO = {"repository": {"name": "Checkout", "full_name": "acme/Checkout"}}
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from canaryflow.webhook.payload import (MAX_EXACT_INTEGER, PayloadRefused, kind, parse_json, parse_object,
-                                        quoted)
+from canaryflow.webhook.payload import MAX_EXACT_INTEGER, PayloadRefused, kind, parse_json, parse_object, quoted
 
 
 @pytest.mark.parametrize("text, reason", [
