@@ -38,7 +38,8 @@ class Target:
 
 
 CORE = (
-    Target("canaryflow/judge.py", ("tests/unit/test_judge.py",)),
+    Target("canaryflow/judge.py", ("tests/unit/test_judge.py", "tests/unit/test_judge_operator.py",
+                                   "tests/unit/test_judge_decisions.py")),
     Target("flows/release.py", ("tests/unit/flows",)),
     Target("canaryflow/retries.py", ("tests/unit/test_retries.py", "tests/unit/test_spec_refusals.py")),
     Target("canaryflow/spec.py", ("tests/unit/test_spec.py", "tests/unit/test_spec_finite.py",
