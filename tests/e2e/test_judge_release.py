@@ -62,14 +62,24 @@ def test_two_percent_errors_roll_back_with_the_evidence(stack, prefect_server):
     prom_value(stack, 'deployment_rollback_total{service="checkout",reason="high_error_rate"}', until=lambda v: v >= 1)
 
 
+def wait_for_baseline_history(stack, *, requests: int = 500) -> None:
+    """Until Prometheus holds this much of the stable version's traffic: the judge places its latency
+    boundaries around the baseline's quantiles from its history, as it would in production (with
+    too little, it compares at the limit alone and a regression inside the SLO goes unseen)."""
+    prom_value(stack, 'sum(http_requests_total{service="checkout",version="v1"})', timeout=60,
+               until=lambda v: v >= requests)
+
+
 def test_a_latency_regression_inside_the_slo_is_rolled_back_against_the_baseline(stack, prefect_server):
     # 30 % slower at every quantile, p95 ~59 ms against a 200 ms limit: a threshold never fires.
+    wait_for_baseline_history(stack)
     state, outcome = release("v3-latency-regression", steps=[50, 100], step_wait_seconds=40, max_hold_seconds=20)
     assert state.is_failed(), state.message
     assert isinstance(outcome, ReleaseRolledBack) and outcome.reason == "high_latency"
     assert "evidence" in outcome.explanation and "baseline" in outcome.explanation
     failed = next(m for m in outcome.summary["measurements"] if m["verdict"] == "FAIL")
     assert failed["value"] < 200  # inside the SLO: only the comparison saw it
+    assert outcome.summary["boundaries_ms"]["p95_latency"] != [200.0]  # placed from the baseline's quantiles
 
 
 def start_incident(stack, *, duration_s: float = 6, error_rate: float = 0.05):
