@@ -54,11 +54,12 @@ def run_release(spec: ReleaseSpec) -> tuple[bool, dict[str, Any], str | None]:
     from prefect.states import State
 
     from canaryflow.release import ReleaseRolledBack
+    from canaryflow.retries import release_tags
     from flows.release import canary_release
 
-    # Tags make runs findable in the UI (filter by service:checkout); deployment runs get theirs there.
-    with tags("canaryflow", "release", f"service:{spec.service}", f"environment:{spec.environment.value}",
-              f"version:{spec.version}"):
+    # Tags make runs findable in the UI (filter by service:checkout) from creation on; every run
+    # sets the same ones itself when it starts (flows.release), however it was started.
+    with tags(*release_tags([], service=spec.service, version=spec.version, environment=spec.environment.value)):
         state = canary_release(spec, return_state=True)
     if not isinstance(state, State):  # a flow called from synchronous code returns its final state
         raise TypeError(f"canary_release returned {type(state).__name__}, not a Prefect state")

@@ -405,6 +405,17 @@ def alerts_page(path: Path = ALERTS_FILE) -> str:
     return "".join(out).rstrip() + "\n"
 
 
+def judge_page() -> str:
+    """The judge's rules in the order ``decide`` applies them, from ``PRECEDENCE`` itself."""
+    from canaryflow.judge import PRECEDENCE
+
+    lines = ["# Judge rules", "",
+             "Generated from `canaryflow.judge.PRECEDENCE`. `decide` applies these rules in this order; the "
+             "first that matches decides, and the decision records its name (`Decision.rule`).", ""]
+    lines += [f"{number}. **`{name}`**: {text}" for number, (name, text) in enumerate(PRECEDENCE, start=1)]
+    return "\n".join(lines) + "\n"
+
+
 # -- the pages ---------------------------------------------------------------------------------------------
 
 PAGES: dict[str, Callable[[], str]] = {
@@ -414,6 +425,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "cli.md": cli_page,
     "metrics.md": metrics_page,
     "alerts.md": alerts_page,
+    "judge.md": judge_page,
 }
 
 
