@@ -49,6 +49,18 @@ CORE = (
     Target("canaryflow/assess/latency.py", ("tests/unit/assess/test_latency.py",)),
     Target("canaryflow/assess/traffic.py", ("tests/unit/assess/test_traffic.py",)),
     Target("canaryflow/assess/threshold.py", ("tests/unit/assess/test_threshold.py",)),
+    Target("canaryflow/prometheus.py", ("tests/unit/test_prometheus.py",)),
+    Target("canaryflow/webhook/signatures.py", ("tests/unit/webhook/test_signatures.py",)),
+    Target("canaryflow/webhook/app.py", ("tests/unit/webhook/test_app.py", "tests/unit/webhook/test_app_properties.py",
+                                          "tests/unit/webhook/test_fleet_route.py")),
+    # The platforms' rollback paths: the local controller (weight to 0 before the canary stops) and
+    # the Kubernetes platform driven through the official client against the API emulator.
+    Target("canaryflow/platforms/local.py", ("tests/unit/test_local_platform_client.py",)),
+    Target("canaryflow/local/controller.py", ("tests/unit/test_local_controller_faults.py",
+                                              "tests/unit/test_local_controller_order.py",
+                                              "tests/unit/test_local_controller_services.py",
+                                              "tests/unit/test_local_controller_state.py")),
+    Target("canaryflow/platforms/kubernetes.py", ("tests/integration/kube/test_platform.py",)),
 )
 
 

@@ -24,6 +24,7 @@ from rich.markup import escape
 
 from canaryflow.errors import CanaryflowError, ConfigError
 from canaryflow.spec import ReleaseSpec, load_spec
+from canaryflow.waiting import WaitResult
 
 app = typer.Typer(help="Canary releases as Prefect flows, judged by Prometheus.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
@@ -84,6 +85,9 @@ Window = Annotated[str | None, typer.Option(help="PromQL range window, e.g. 1m."
 MinRequests = Annotated[int | None, typer.Option(help="Canary requests needed for a verdict.")]
 MaxErrorRate = Annotated[float | None, typer.Option(help="Error-rate threshold, e.g. 0.001.")]
 MaxP95 = Annotated[float | None, typer.Option(help="p95 latency threshold in ms.")]
+WaitFlag = Annotated[bool, typer.Option("--wait", help="Block until the run ends; exit as `canaryflow wait` does.")]
+WaitTimeout = Annotated[float, typer.Option(help="With --wait: give up after this many seconds (0: no limit); "
+                                                 "exit 3.", min=0)]
 
 
 def _spec_from_flags(spec_file: Path | None, *, service: str | None, version: str | None,
@@ -108,20 +112,23 @@ def release(
     interval: Interval = None, window: Window = None, min_requests: MinRequests = None,
     max_error_rate: MaxErrorRate = None, max_p95_ms: MaxP95 = None,
 ) -> None:
-    """Release a new version: flags override CANARYFLOW_* variables, which override the spec file."""
-    _release_and_report(_spec_from_flags(**locals()))
+    """Release a new version: flags override CANARYFLOW_* variables, which override the spec file.
+    Exit 0 promoted, 1 rolled back, 2 refused (never started: nothing changed), as `canaryflow wait`."""
+    raise typer.Exit(int(_release_and_report(_spec_from_flags(**locals()))))
 
 
-def _release_and_report(spec: ReleaseSpec) -> bool:
+def _release_and_report(spec: ReleaseSpec) -> WaitResult:
+    """Run the release here and print its summary; the exit code a pipeline branches on, the same
+    as ``canaryflow wait`` gives for a run started elsewhere."""
     from canaryflow.report import print_summary
 
     try:
         promoted, summary, _ = run_release(spec)
     except CanaryflowError as exc:
-        console.print(f"[red]release did not start: {escape(str(exc))}[/red]")
-        raise typer.Exit(1) from None
+        console.print(f"[red]refused, nothing was changed: {escape(str(exc))}[/red]")
+        return WaitResult.REFUSED
     print_summary(console, summary)
-    return promoted
+    return WaitResult.PROMOTED if promoted else WaitResult.ROLLED_BACK
 
 
 @contextmanager
@@ -160,8 +167,10 @@ def fleet(
     max_concurrency: Annotated[int, typer.Option(help="Releases running at once.")] = 4,
     stop_on_rollback: Annotated[bool, typer.Option(help="A rollback stops what has not started.")] = True,
     deployment: Annotated[str, typer.Option(help="The fleet deployment.")] = "canary-fleet/fleet",
+    wait: WaitFlag = False, timeout: WaitTimeout = 0,
 ) -> None:
-    """Release one version to many services in waves: starts a run of the fleet deployment."""
+    """Release one version to many services in waves: starts a run of the fleet deployment.
+    With --wait: exit 0 every service promoted, 1 a service rolled back, 2 not every service went out."""
     from pydantic import ValidationError
 
     from canaryflow.fleet import FleetSpec
@@ -178,6 +187,8 @@ def fleet(
     run = sync_result(run_deployment(deployment, parameters={"spec": spec.model_dump(mode="json")}, timeout=0),
                       "run_deployment")
     console.print(f"fleet run {run.name} ({run.id}) started for {len(spec.services)} services")
+    if wait:
+        _wait_and_exit(run, timeout=timeout)
 
 
 @app.command()
@@ -269,8 +280,10 @@ def reconcile(
 def retry(
     flow_run_id: Annotated[str, typer.Argument(help="The aborted release's flow run id.")],
     at: Annotated[str, typer.Option("--at", help="When: now, +10m, 90s or an ISO 8601 time.")] = "now",
+    wait: WaitFlag = False, timeout: WaitTimeout = 0,
 ) -> None:
-    """Schedule the release of FLOW_RUN_ID again, as a new run of its deployment, at a given time."""
+    """Schedule the release of FLOW_RUN_ID again, as a new run of its deployment, at a given time.
+    With --wait: block until that release ends, with `canaryflow wait`'s exit codes."""
     from canaryflow.operate import parse_when, schedule_retry_at
 
     try:
@@ -279,6 +292,8 @@ def retry(
         raise _fail(exc) from None
     console.print(f"scheduled flow run {scheduled.id} at {scheduled.expected_start_time} "
                   f"(attempt {scheduled.parameters['attempt']})")
+    if wait:
+        _wait_and_exit(scheduled, timeout=timeout)
 
 
 def _answer(flow_run_id: str, approved: bool, reason: str, by: str) -> None:
@@ -418,7 +433,7 @@ def wait(
     """Block until the release ends; print its outcome in one line. Exit 0 promoted, 1 rolled back,
     2 refused (never started: nothing changed), 3 still running at --timeout, 4 crashed or
     cancelled, 5 no such release or the Prefect API cannot be read."""
-    from canaryflow.waiting import WaitResult, find_run, wait_for
+    from canaryflow.waiting import find_run
 
     _prefect_api_or_exit(WaitResult.NOT_FOUND)
     try:
@@ -426,6 +441,13 @@ def wait(
     except Exception as exc:  # noqa: BLE001 - no run, or no server: either way nothing to wait for
         console.print(f"[red]{escape(str(exc) or type(exc).__name__)}[/red]", soft_wrap=True)
         raise typer.Exit(WaitResult.NOT_FOUND) from None
+    _wait_and_exit(run, timeout=timeout)
+
+
+def _wait_and_exit(run: Any, *, timeout: float) -> None:
+    """Block until ``run`` ends, print its outcome in one line and exit with its code (``WaitResult``)."""
+    from canaryflow.waiting import wait_for
+
     result, line = wait_for(run, timeout=timeout)
     style = {WaitResult.PROMOTED: "green", WaitResult.TIMEOUT: "yellow"}.get(result, "red")
     console.print(f"[{style}]{escape(line)}[/{style}]", soft_wrap=True)
@@ -563,8 +585,8 @@ def local_release(
         load_settings()
     with LocalStack(stable=stable, rps=100, catalog=catalog) as stack:
         _point_at(stack)
-        promoted = _release_and_report(spec)
-    raise typer.Exit(0 if promoted else 1)
+        result = _release_and_report(spec)
+    raise typer.Exit(int(result))
 
 
 def _ensure_prefect_ui() -> str:

@@ -34,8 +34,11 @@ class WaitResult(IntEnum):
         return self.name.lower().replace("_", " ")
 
 
-#: The ``Failed`` state name ``flows.release.final_state`` gives a rollback.
+#: The ``Failed`` state name ``flows.release.final_state`` gives a rollback (and a fleet gives a
+#: fleet release in which a service rolled back).
 ROLLED_BACK_STATE = "RolledBack"
+#: A fleet release in which some service's release failed or was refused: others may have gone out.
+INCOMPLETE_STATE = "Incomplete"
 
 
 def result_of(state: Any) -> WaitResult:
@@ -71,6 +74,8 @@ def outcome_line(run: Any, result: WaitResult, *, waited: float | None = None, p
                if waited is not None else f"still {state.name if state else 'unknown'}")
     elif result is WaitResult.CRASHED:
         why = f"{state.name.lower()}: {message or 'no message'}; no decision about the version"
+    elif result is WaitResult.REFUSED and state.name == INCOMPLETE_STATE:
+        why = message or "incomplete"  # a fleet: some services may have gone out, the message says which
     elif result is WaitResult.REFUSED:
         why = (message if message.startswith("refused") else f"refused: {message or 'no message'}") + \
             "; nothing was changed"

@@ -23,6 +23,7 @@ from prefect.states import Failed, State
 
 from canaryflow.fleet import FleetSpec, Outcome, fleet_summary, plan_waves, should_stop, summary_markdown
 from canaryflow.prefect_sync import sync_result
+from canaryflow.waiting import INCOMPLETE_STATE, ROLLED_BACK_STATE
 
 POLL_SECONDS = 2.0
 
@@ -82,6 +83,9 @@ def canary_fleet(spec: FleetSpec) -> dict[str, Any] | State[Any]:
     create_markdown_artifact(summary_markdown(summary), key="fleet-release",
                              description=f"fleet release of {spec.version}")
     if summary["status"] != "promoted":
-        return Failed(message=f"fleet release of {spec.version}: {summary['status']}; "
-                              f"not attempted: {', '.join(summary['not_attempted']) or 'none'}", data=summary)
+        # Named as a release's states are, so `canaryflow fleet --wait` and `wait` exit 1 on a rollback.
+        name = ROLLED_BACK_STATE if summary["status"] == "rolled_back" else INCOMPLETE_STATE
+        return Failed(name=name, message=f"fleet release of {spec.version}: {summary['status']}; "
+                                         f"not attempted: {', '.join(summary['not_attempted']) or 'none'}",
+                      data=summary)
     return summary

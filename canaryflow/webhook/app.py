@@ -29,6 +29,11 @@ then starts one run of the fleet deployment (:mod:`flows.fleet`) for the service
 payload names (:func:`canaryflow.webhook.mapping.map_fleet`; 422 naming the field otherwise, or
 when the release deployment of the fleet's environment does not exist).
 
+Every answer that started (or found) a release or fleet run carries ``status_url`` and
+``status_token``: ``GET /hooks/runs/{flow_run_id}`` with ``Authorization: Bearer <token>`` tells a CI
+job how the run ended and the exit code to leave with (:mod:`canaryflow.webhook.status`); 401 for a
+wrong token, 404 for no such run, 503 + Retry-After when the orchestrator cannot be read.
+
 ``/hooks/alertmanager`` passes the same gates (authentication: ``Authorization: Bearer <token>``),
 then starts one rollback run per firing, allow-listed alert of a released service (see
 :mod:`canaryflow.webhook.alertmanager`): 202 when a run started, 200 when every run already
@@ -83,6 +88,7 @@ from canaryflow.webhook.starter import (
     StarterUnavailable,
     StartRequest,
 )
+from canaryflow.webhook.status import POLL_SECONDS, RunLookup, bearer, is_run_id, status_body, status_token, token_valid
 
 log = logging.getLogger("canaryflow.webhook")
 
@@ -132,11 +138,12 @@ class _Verified:
 class Receiver:
     def __init__(self, config: WebhookConfig, secrets: WebhookSecrets, starter: RunStarter, *,
                  base_spec: dict[str, Any], clock: Callable[[], float] = time.time,
-                 releases: ReleaseLookup | None = None) -> None:
+                 releases: ReleaseLookup | None = None, runs: RunLookup | None = None) -> None:
         self.config = config
         self.secrets = secrets
         self.starter = starter
         self.releases = releases
+        self.runs = runs
         self.base_spec = base_spec
         self.clock = clock
         self.limiter = TokenBucketLimiter(config.rate_limit_per_second, config.rate_limit_burst)
@@ -326,6 +333,43 @@ class Receiver:
         except (TimeoutError, StarterUnavailable) as exc:
             raise self._unavailable(exc) from None
 
+    # --- a started run's outcome, for CI ------------------------------------------------------------
+
+    def _status_of(self, source: str, started: StartedRun) -> dict[str, str]:
+        """Where and with what a CI job reads the run's outcome (:mod:`canaryflow.webhook.status`)."""
+        secret = self.secrets.get(source)
+        if secret is None or self.runs is None:
+            return {}
+        return {"status_url": f"/hooks/runs/{started.flow_run_id}",
+                "status_token": status_token(secret, started.flow_run_id)}
+
+    async def run_status(self, request: Request) -> Response:
+        client = request.client.host if request.client else "unknown"
+        run_id = request.path_params["flow_run_id"]
+        try:
+            self._head_size(request)
+            self._rate_limit("status", client)
+            presented = bearer(request.headers.get("authorization"))
+            secrets = [secret for secret in (self.secrets.get(source) for source in SOURCES) if secret]
+            if not presented or not is_run_id(run_id) or not token_valid(secrets, run_id, presented):
+                raise _Reject(_error(401, "status token invalid"), "status token invalid")
+            if self.runs is None:
+                raise _Reject(_error(404, "no such run"), "no run lookup")
+            try:
+                seen = await asyncio.wait_for(self.runs.run_status(run_id), self.config.start_timeout_seconds)
+            except (TimeoutError, StarterUnavailable) as exc:
+                raise self._unavailable(exc) from None
+            if seen is None:
+                raise _Reject(_error(404, "no such run"), f"no flow run {run_id}")
+        except _Reject as rejected:
+            log.warning("run status from %s answered %s: %s", client, rejected.response.status_code,
+                        rejected.log_reason)
+            return rejected.response
+        body = status_body(run_id, seen)
+        # While the run goes on, say when to ask again; no caching either way (the state moves on).
+        headers = {"Cache-Control": "no-store", **({} if body["ended"] else {"Retry-After": str(POLL_SECONDS)})}
+        return Answer(body, headers=headers)
+
     # --- fleet releases: one version to many services ----------------------------------------------
 
     async def _deployment_exists(self, name: str) -> bool:
@@ -361,6 +405,7 @@ class Receiver:
         return Answer({
             "flow_run_id": started.flow_run_id, "flow_run_name": started.flow_run_name,
             "ui_url": started.ui_url, "duplicate": started.duplicate, "delivery": delivery,
+            **self._status_of("fleet", started),
             "idempotency_key": key, "deployment": deployment, "release_deployment": releases,
             "version": fleet.version, "environment": environment, "services": fleet.services,
             "waves": plan_waves(fleet.services, fleet.waves),
@@ -437,6 +482,7 @@ class Receiver:
         return Answer({
             "flow_run_id": started.flow_run_id, "flow_run_name": started.flow_run_name,
             "ui_url": started.ui_url, "duplicate": started.duplicate, "delivery": delivery,
+            **self._status_of(source, started),
             "idempotency_key": key, "deployment": deployment, "service": spec.service,
             "version": spec.version, "environment": spec.environment.value, "image": mapped.image,
         }, status_code=200 if started.duplicate else 202)
@@ -458,7 +504,7 @@ async def _internal(request: Request, exc: Exception) -> Answer:
 
 def create_app(config: WebhookConfig | None = None, *, starter: RunStarter | None = None,
                secrets: WebhookSecrets | None = None, clock: Callable[[], float] = time.time,
-               releases: ReleaseLookup | None = None) -> Starlette:
+               releases: ReleaseLookup | None = None, runs: RunLookup | None = None) -> Starlette:
     """The ASGI app. ``secrets`` default to :func:`resolve_secrets` (environment, then Secret blocks);
     ``starter`` defaults to the Prefect API, ``releases`` (where alert rollbacks find a service's
     release spec) to the starter. Raises :class:`ConfigError` on a bad base spec or block."""
@@ -467,8 +513,10 @@ def create_app(config: WebhookConfig | None = None, *, starter: RunStarter | Non
     starter = starter or PrefectRunStarter()
     if releases is None and hasattr(starter, "latest_release_spec"):
         releases = starter  # type: ignore[assignment]
+    if runs is None and hasattr(starter, "run_status"):
+        runs = starter  # type: ignore[assignment]
     receiver = Receiver(config, secrets, starter, base_spec=config.load_base_spec(), clock=clock,
-                        releases=releases)
+                        releases=releases, runs=runs)
     for source, enabled in secrets.enabled().items():
         if not enabled:
             log.warning("%s webhook disabled: no secret configured; /hooks/%s answers 401", source, source)
@@ -484,6 +532,7 @@ def create_app(config: WebhookConfig | None = None, *, starter: RunStarter | Non
         return Answer({"status": "ok"})
 
     routes = [Route(f"/hooks/{source}", endpoint(source), methods=["POST"]) for source in SOURCES]
+    routes.append(Route("/hooks/runs/{flow_run_id}", receiver.run_status, methods=["GET"]))
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

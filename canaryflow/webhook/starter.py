@@ -17,6 +17,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from canaryflow.webhook.status import RunSeen
+
 
 @dataclass(frozen=True)
 class StartRequest:
@@ -182,6 +184,22 @@ class PrefectRunStarter:
         return StartedRun(flow_run_id=str(run.id), flow_run_name=run.name,
                           duplicate=response.status_code == 200, ui_url=ui_url_for(str(run.id)))
 
+    async def run_status(self, flow_run_id: str) -> RunSeen | None:
+        """The run's name and current state; None when the server has no such run."""
+        import httpx
+        from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+        try:
+            client = await self._api()
+            run = await client.read_flow_run(uuid.UUID(flow_run_id))
+        except ObjectNotFound:
+            return None
+        except PrefectHTTPStatusError as exc:
+            raise StarterUnavailable(f"Prefect API answered {exc.response.status_code}") from None
+        except (httpx.HTTPError, OSError) as exc:
+            raise StarterUnavailable(f"Prefect API unreachable ({type(exc).__name__})") from None
+        return RunSeen(name=run.name, state=run.state, ui_url=ui_url_for(flow_run_id))
+
     async def latest_release_spec(self, service: str, environment: str) -> dict[str, Any] | None:
         """Like :func:`canaryflow.operate.latest_release`, narrowed to the environment."""
         import httpx
@@ -221,6 +239,21 @@ class InMemoryStarter:
     async def has_deployment(self, name: str) -> bool:
         return self.deployments is None or name in self.deployments
 
+    async def run_status(self, flow_run_id: str) -> RunSeen | None:
+        """A run this starter created, in the state a test gave it (``end``), else Scheduled."""
+        for run in self.runs.values():
+            if run["id"] == flow_run_id:
+                return RunSeen(name=run["name"], state=run.get("state") or _scheduled())
+        return None
+
+    def end(self, flow_run_id: str, state: Any) -> None:
+        """Give a run its (final) state, as a worker executing it would."""
+        for run in self.runs.values():
+            if run["id"] == flow_run_id:
+                run["state"] = state
+                return
+        raise KeyError(flow_run_id)
+
     async def start(self, request: StartRequest) -> StartedRun:
         if self.deployments is not None and request.deployment not in self.deployments:
             raise DeploymentNotFound(request.deployment)
@@ -232,3 +265,9 @@ class InMemoryStarter:
         run_id = str(uuid.uuid4())
         self.runs[request.idempotency_key] = {"id": run_id, "name": request.run_name, "request": request}
         return StartedRun(run_id, request.run_name, duplicate=False)
+
+
+def _scheduled() -> Any:
+    from prefect.states import Scheduled
+
+    return Scheduled()

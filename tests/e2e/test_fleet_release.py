@@ -53,6 +53,7 @@ def test_a_rolled_back_service_stops_the_later_waves(fleet_stack, worker, prefec
     state = canary_fleet(spec, return_state=True)
     assert state.is_failed(), state.message
     assert "rolled_back; not attempted: gamma" in state.message
+    assert state.name == "RolledBack"  # what `canaryflow fleet --wait` and `canaryflow wait` exit 1 on
     fleet_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:  # the server is shared: only this fleet run's children
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter(

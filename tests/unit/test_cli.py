@@ -59,8 +59,10 @@ def test_threshold_flags_reach_the_spec(monkeypatch):
     seen = {}
 
     def fake_release(spec):
+        from canaryflow.waiting import WaitResult
+
         seen["spec"] = spec
-        return True
+        return WaitResult.PROMOTED
 
     monkeypatch.setattr("canaryflow.cli._release_and_report", fake_release)
     result = runner.invoke(app, ["release", "--service", "checkout", "--version", "v2", "--environment",
@@ -164,3 +166,62 @@ def test_status_and_wait_need_a_prefect_server_named(monkeypatch):
 def test_wait_refuses_a_negative_timeout_and_status_a_too_short_interval():
     assert runner.invoke(app, ["wait", "checkout", "--timeout", "-1"]).exit_code == 2
     assert runner.invoke(app, ["status", "--watch", "--interval", "0.1"]).exit_code == 2
+
+
+def test_release_exits_with_the_codes_of_wait(monkeypatch):
+    """A pipeline running the release in its job branches on the same codes as `canaryflow wait`."""
+    import canaryflow.cli as cli
+    import canaryflow.report as report
+    from canaryflow.errors import PreflightError
+
+    printed: list[str] = []
+    monkeypatch.setattr(report, "print_summary", lambda console, summary: printed.append(summary["status"]))
+    outcomes = {
+        0: lambda spec: (True, {"status": "promoted"}, "run-1"),
+        1: lambda spec: (False, {"status": "rolled_back"}, "run-2"),
+    }
+
+    def refused(spec):
+        raise PreflightError("Prometheus at http://127.0.0.1:9 is unreachable")
+
+    for code, outcome in outcomes.items():
+        monkeypatch.setattr(cli, "run_release", outcome)
+        result = runner.invoke(app, ["release", "--service", "checkout", "--version", "v2"])
+        assert result.exit_code == code, result.output
+    assert printed == ["promoted", "rolled_back"]
+    monkeypatch.setattr(cli, "run_release", refused)
+    result = runner.invoke(app, ["release", "--service", "checkout", "--version", "v2"])
+    assert result.exit_code == 2
+    assert "refused, nothing was changed: Prometheus at http://127.0.0.1:9 is unreachable" in result.output
+
+
+def test_fleet_and_retry_wait_for_the_run_they_start(monkeypatch):
+    from types import SimpleNamespace
+
+    import prefect.deployments
+
+    import canaryflow.operate as operate
+    import canaryflow.waiting as waiting
+
+    started = SimpleNamespace(id="5f0c0d7e-0000-4000-8000-000000000001", name="fleet/v2/production/2-services",
+                              expected_start_time="now", parameters={"attempt": 2})
+    waited: list[tuple[str, float]] = []
+
+    def wait_for(run, *, timeout):
+        waited.append((run.id, timeout))
+        return waiting.WaitResult.ROLLED_BACK, f"{run.name} ({run.id}): fleet release of v2: rolled_back"
+
+    monkeypatch.setattr(prefect.deployments, "run_deployment", lambda *args, **kwargs: started)
+    monkeypatch.setattr(operate, "schedule_retry_at", lambda run_id, when: started)
+    monkeypatch.setattr(waiting, "wait_for", wait_for)
+    fleet = runner.invoke(app, ["fleet", "--version", "v2", "--services", "a,b", "--environment", "production",
+                                "--wait", "--timeout", "600"], env={"COLUMNS": "200"})
+    assert fleet.exit_code == 1, fleet.output
+    assert "fleet release of v2: rolled_back" in fleet.output
+    retry = runner.invoke(app, ["retry", started.id, "--wait"])
+    assert retry.exit_code == 1, retry.output
+    assert waited == [(started.id, 600.0), (started.id, 0.0)]
+    # Without --wait, both return as soon as the run exists.
+    assert runner.invoke(app, ["fleet", "--version", "v2", "--services", "a,b"]).exit_code == 0
+    assert runner.invoke(app, ["retry", started.id]).exit_code == 0
+    assert len(waited) == 2
