@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,6 +79,17 @@ class Track:
             self.exit_code, self.ready = code, False
         return code is None
 
+    def answers(self, ready: httpx.Response) -> bool:
+        """A ready answer from this very process: a program that took the port in its place
+        (it was free while no process of ours held it) must never pass for this version."""
+        if ready.status_code != 200:
+            return False
+        try:
+            body = ready.json()
+        except ValueError:
+            return False
+        return isinstance(body, dict) and body.get("pid") == self.proc.pid
+
     def to_json(self) -> dict:
         return {"version": self.version, "url": self.url, "pid": self.proc.pid,
                 "ready": self.ready, "exit_code": self.exit_code}
@@ -108,6 +120,7 @@ class Controller:
         # start; a target that appears later waits for service discovery's 5 s update cycle,
         # which would blind the first seconds of every canary.
         self.slot_ports = tuple(slot_ports)
+        self._reservations: list[socket.socket] = []  # sockets holding the slot ports, see reserve_slots
         self._clock = clock
         self.seed = seed
         self._spawned = 0  # numbers each service process's random stream
@@ -131,9 +144,30 @@ class Controller:
         args = procs.python_module(
             "canaryflow.local.service", "--version", version, "--port", port,
             "--catalog", self.catalog_path, "--service", self.service,
+            *(["--reserved-port"] if self._reservations else []),
             *seed_flag(derive_seed(self.seed, "service", self._spawned, version)))
         log = self.log_dir / f"{self.service}-{version}-{port}.log"
         return Track(version, port, procs.spawn(args, log_path=log, env=procs.python_env()))
+
+    def reserve_slots(self) -> None:
+        """Hold both slot ports from the start until shutdown.
+
+        A slot port is chosen when the platform starts but a canary binds it only at its deploy,
+        minutes later; meanwhile any program on the machine could take it, and a foreign server
+        answering there would be probed, scraped under this service's labels and judged as its
+        canary. Held, the port is refused to others; the service listens beside the reservation.
+        """
+        for port in self.slot_ports:
+            try:
+                self._reservations.append(procs.reserve_port(port))
+            except OSError as err:
+                self.release_slots()
+                raise RuntimeError(f"service {self.service!r}: slot port {port} is taken: {err}") from None
+
+    def release_slots(self) -> None:
+        for sock in self._reservations:
+            sock.close()
+        self._reservations.clear()
 
     def _free_slot(self) -> int:
         if not self.slot_ports:
@@ -153,7 +187,7 @@ class Controller:
 
         Apart from :meth:`spawn` so a mesh can start every service's stable before waiting for any."""
         try:
-            procs.wait_http(track.url + "/ready", timeout, proc=track.proc)
+            procs.wait_http(track.url + "/ready", timeout, track.answers, proc=track.proc)
         except BaseException:
             procs.stop(track.proc)
             raise
@@ -175,6 +209,7 @@ class Controller:
         procs.stop_all([t.proc for t in self.tracks()])
         for track in self.tracks():
             track.check_exit()
+        self.release_slots()
 
     def target_groups(self) -> list[dict]:
         """This service's Prometheus file_sd target groups, labelled with the service."""
@@ -201,7 +236,7 @@ class Controller:
             return
         try:
             resp = await client.get(track.url + "/ready", timeout=1.0)
-            track.ready = resp.status_code == 200
+            track.ready = track.answers(resp)
         except httpx.HTTPError:
             track.ready = False
 
@@ -527,6 +562,8 @@ def start_stables(controllers: list[Controller], timeout: float) -> None:
     spawned = []
     try:
         for controller in controllers:
+            controller.reserve_slots()
+        for controller in controllers:
             if controller.planned_stable is None:
                 raise RuntimeError(f"service {controller.service!r} has no stable version planned")
             spawned.append((controller, controller.spawn(controller.planned_stable)))
@@ -534,6 +571,8 @@ def start_stables(controllers: list[Controller], timeout: float) -> None:
             controller.adopt_stable(track, timeout)
     except BaseException:
         procs.stop_all([track.proc for _, track in spawned])
+        for controller in controllers:
+            controller.release_slots()
         raise
 
 

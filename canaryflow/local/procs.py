@@ -137,6 +137,34 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def reserve_port(port: int) -> socket.socket:
+    """Hold ``port`` on 127.0.0.1 (bound, not listening) so no other program can take it.
+
+    The socket has ``SO_REUSEPORT``, so a process started with :func:`shared_listener` can listen on
+    the same port while the reservation stands; a program that binds it the usual way gets
+    EADDRINUSE instead of silently answering in the owner's place. A bound socket that does not
+    listen is never handed a connection. Raises OSError if the port is taken already.
+    """
+    return _bound(port, socket.SO_REUSEPORT)
+
+
+def shared_listener(port: int) -> socket.socket:
+    """A socket bound to a port :func:`reserve_port` holds (the server listens on it)."""
+    return _bound(port, socket.SO_REUSEADDR, socket.SO_REUSEPORT)
+
+
+def _bound(port: int, *options: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        for option in options:
+            sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def wait_http(
     url: str,
     timeout: float,

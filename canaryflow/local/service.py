@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from canaryflow.local import procs
 from canaryflow.local.catalog import VersionSpec, load_catalog
 from canaryflow.local.incidents import INCIDENT_PATH, ServiceIncident, parse_incident_request
 from canaryflow.local.seeds import add_seed_argument
@@ -148,8 +149,8 @@ def create_app(
 
     async def ready(_: Request) -> Response:
         if is_ready():
-            return JSONResponse({"ready": True, "version": version})
-        return JSONResponse({"ready": False, "version": version}, status_code=503)
+            return JSONResponse({"ready": True, "version": version, "pid": os.getpid()})
+        return JSONResponse({"ready": False, "version": version, "pid": os.getpid()}, status_code=503)
 
     async def metrics_endpoint(_: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--catalog", type=Path, default=None)
     parser.add_argument("--service", default=None)
+    parser.add_argument("--reserved-port", action="store_true",
+                        help="the port is held by the controller (SO_REUSEPORT): listen beside its reservation")
     add_seed_argument(parser)
     args = parser.parse_args(argv)
 
@@ -216,7 +219,16 @@ def main(argv: list[str] | None = None) -> int:
         schedule_crash(spec.crash_after_s, args.version)
     app = create_app(spec, version=args.version, service=args.service or catalog.service,
                      rng=random.Random(args.seed))
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    if not args.reserved_port:
+        uvicorn.Server(config).run()
+        return 0
+    try:
+        sock = procs.shared_listener(args.port)
+    except OSError as err:
+        print(f"cannot listen on reserved port {args.port}: {err}", file=sys.stderr)
+        return 1
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

@@ -81,3 +81,18 @@ def test_a_canary_of_one_service_takes_none_of_the_others_traffic(admin):
 def test_prometheus_finds_every_service_in_one_targets_file(admin):
     assert [g["labels"] for g in admin.targets] == [{"service": "checkout"}, {"service": "payments"}]
     assert all(len(g["targets"]) == 2 for g in admin.targets)
+
+
+def test_every_slot_port_is_held_by_the_controller_while_it_runs(admin):
+    """The canary slots stay free for minutes before a deploy; another program binding one would be
+    scraped as that service's canary. The controller holds them, so such a bind is refused."""
+    import errno
+    import socket
+
+    for group in admin.targets:
+        for target in group["targets"]:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as other:
+                other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                with pytest.raises(OSError) as refused:
+                    other.bind(("127.0.0.1", int(target.rsplit(":", 1)[1])))
+                assert refused.value.errno == errno.EADDRINUSE, target
