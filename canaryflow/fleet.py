@@ -143,6 +143,14 @@ def should_stop(outcomes: dict[str, Outcome], *, stop_on_rollback: bool) -> bool
     return stop_on_rollback and any(o in (Outcome.ROLLED_BACK, Outcome.FAILED) for o in outcomes.values())
 
 
+class FleetNotPromoted(Exception):
+    """A fleet release that stopped (a rollback) or did not finish; ``summary`` is fleet_summary's."""
+
+    def __init__(self, message: str, summary: dict) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 def fleet_summary(spec: FleetSpec, waves: list[list[str]], outcomes: dict[str, Outcome]) -> dict:
     """Which services went out, rolled back, failed or were not attempted, wave by wave."""
     def of(kind: Outcome) -> list[str]:

@@ -21,7 +21,16 @@ from prefect.deployments import run_deployment
 from prefect.runtime import flow_run as current_run
 from prefect.states import Failed, State
 
-from canaryflow.fleet import FleetSpec, Outcome, fleet_summary, plan_waves, should_stop, summary_markdown
+from canaryflow.deliberate_endings import deliberate
+from canaryflow.fleet import (
+    FleetNotPromoted,
+    FleetSpec,
+    Outcome,
+    fleet_summary,
+    plan_waves,
+    should_stop,
+    summary_markdown,
+)
 from canaryflow.prefect_sync import sync_result
 from canaryflow.waiting import INCOMPLETE_STATE, ROLLED_BACK_STATE
 
@@ -85,7 +94,9 @@ def canary_fleet(spec: FleetSpec) -> dict[str, Any] | State[Any]:
     if summary["status"] != "promoted":
         # Named as a release's states are, so `canaryflow fleet --wait` and `wait` exit 1 on a rollback.
         name = ROLLED_BACK_STATE if summary["status"] == "rolled_back" else INCOMPLETE_STATE
-        return Failed(name=name, message=f"fleet release of {spec.version}: {summary['status']}; "
-                                         f"not attempted: {', '.join(summary['not_attempted']) or 'none'}",
-                      data=summary)
+        message = (f"fleet release of {spec.version}: {summary['status']}; "
+                   f"not attempted: {', '.join(summary['not_attempted']) or 'none'}")
+        # An exception, as a Failed state's data must be (Prefect raises TypeError on a dict), and a
+        # deliberate one, so a worker's engine logs no traceback for a fleet that stopped as designed.
+        return Failed(name=name, message=message, data=deliberate(FleetNotPromoted(message, summary)))
     return summary

@@ -28,6 +28,7 @@ from prefect.states import Failed
 
 from canaryflow import events
 from canaryflow.analysis import next_pause, policy_for
+from canaryflow.deliberate_endings import deliberate
 from canaryflow.errors import ConfigError, PlatformError, PreflightError, RolloutStuck
 from canaryflow.events import emit_release_event, latest_evidence
 from canaryflow.judge import Action, Decision, Reason, decide
@@ -153,9 +154,11 @@ def final_state(outcome: Outcome, summary: dict[str, Any]) -> Any:
         return summary
     if outcome.ending is Ending.ROLLED_BACK:
         rolled_back = ReleaseRolledBack(outcome.reason.value, outcome.explanation, summary)  # type: ignore[union-attr]
-        return Failed(message=outcome.describe(), data=rolled_back, name="RolledBack")  # the UI tells it from a crash
+        # Named, so the UI tells it from a crash; deliberate, so a worker's engine logs no traceback for it.
+        return Failed(message=outcome.describe(), data=deliberate(rolled_back), name="RolledBack")
     # Refused before any change: named apart from a rollback, so the UI and `canaryflow wait` tell them apart.
-    return Failed(message=outcome.describe(), data=outcome.cause or PreflightError(outcome.explanation), name="Refused")
+    refusal = outcome.cause or PreflightError(outcome.explanation)
+    return Failed(message=outcome.describe(), data=deliberate(refusal), name="Refused")
 
 
 def release(run: ReleaseRun, tasks: SimpleNamespace | None = None) -> Outcome:

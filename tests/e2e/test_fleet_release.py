@@ -42,7 +42,7 @@ def worker(prefect_server, deployments, fleet_stack, tmp_path):
 
 
 @pytest.mark.timeout(600)  # three releases and a worker's start on two shared cores
-def test_a_rolled_back_service_stops_the_later_waves(fleet_stack, worker, prefect_server):
+def test_a_rolled_back_service_stops_the_later_waves(fleet_stack, worker, prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
@@ -69,3 +69,7 @@ def test_a_rolled_back_service_stops_the_later_waves(fleet_stack, worker, prefec
     overview = httpx.get(f"{fleet_stack.controller_url}/-/services", timeout=5).json()["services"]
     assert {name: s["stable"] for name, s in overview.items()} == {"alpha": "v2", "beta": "v1", "gamma": "v1"}
     assert all(s["canary"] is None for s in overview.values())
+    # A rollback is an expected ending: the worker that ran it says so in one line, no traceback.
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert "Finished in state RolledBack" in worker_log, worker_log[-3000:]
+    assert "unexpected exception" not in worker_log and "Traceback" not in worker_log, worker_log[-3000:]

@@ -25,6 +25,7 @@ from prefect.states import State
 
 import flows.release as release_flow
 from canaryflow.control import OperatorCommand, Verb
+from canaryflow.deliberate_endings import is_deliberate
 from canaryflow.errors import PlatformError, PreflightError, RolloutStuck
 from canaryflow.judge import Action, Measurement, Reason, Signal, Verdict
 from canaryflow.outcome import Ending, Outcome
@@ -48,7 +49,9 @@ class Clock:
     """The flow module's ``time``: ``sleep`` moves the clock on instead of waiting."""
 
     def __init__(self) -> None:
-        self.now = time.monotonic()
+        # A whole number of seconds: every move below is whole too, so sums and differences are exact
+        # (from an arbitrary float, 30 s then 15 s could come back as 44.999999 s and hold one round more).
+        self.now = float(int(time.monotonic()))
 
     def monotonic(self) -> float:
         return self.now
@@ -232,6 +235,7 @@ def _rolled_back(book: Runbook) -> ReleaseRolledBack:
     assert outcome.ending is Ending.ROLLED_BACK, outcome
     state = release_flow.final_state(outcome, summary)
     assert state.is_failed() and state.message.startswith(f"rolled back ({outcome.reason.value})")
+    assert is_deliberate(state.data)  # a worker's engine logs no traceback for a rollback
     rolled_back = state.data
     rolled_back.__cause__ = outcome.cause
     return rolled_back

@@ -20,6 +20,7 @@ import pytest
 
 import flows.release as release_flow
 from canaryflow import events
+from canaryflow.deliberate_endings import is_deliberate
 from canaryflow.errors import PlatformError, PreflightError
 from canaryflow.events import latest_evidence
 from canaryflow.judge import Action, Reason
@@ -384,6 +385,7 @@ def test_a_preflight_that_cannot_reach_the_platform_is_refused_as_a_platform_err
     assert outcome.cause is failure
     state = release_flow.final_state(outcome, summary)
     assert state.name == "Refused" and state.data is failure
+    assert is_deliberate(failure)  # a worker's engine logs no traceback for it
     assert book.names() == ["preflight", "schedule retry"]
 
 
@@ -391,6 +393,7 @@ def test_a_refusal_without_a_cause_ends_failed_with_a_preflight_error_naming_it(
     state = release_flow.final_state(Outcome.refused(None, "v2 already runs"), {})
     assert state.is_failed() and state.name == "Refused"
     assert isinstance(state.data, PreflightError) and str(state.data) == "v2 already runs"
+    assert is_deliberate(state.data)
 
 
 def test_a_rolled_back_run_is_named_apart_from_a_crash(book, seen):
