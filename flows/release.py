@@ -178,7 +178,7 @@ def release(run: ReleaseRun, tasks: SimpleNamespace | None = None) -> Outcome:
         planned = _steps(run, tasks)
         if planned.ending is Ending.PROMOTED:
             tasks.promote_canary(run)
-            _settle(run)
+            _settle()
             return planned
     except BaseException as exc:  # platform failure or interruption: never leave traffic split
         reason = Reason.INTERRUPTED if is_interruption(exc) else Reason.PLATFORM_ERROR
@@ -253,11 +253,13 @@ def _roll_back(run: ReleaseRun, tasks: SimpleNamespace, planned: Outcome) -> Out
     else:
         run.end(record, "rollback_failed", error)
         get_run_logger().error("rollback failed (%s); %s", error, run.platform.after_failed_rollback)
-    _settle(run)
+    _settle()
     return dataclasses.replace(planned, rollback_error=error)
 
 
-def _settle(run: ReleaseRun) -> None:
+def _settle() -> None:
+    """Remember that this run's release settled (promoted or rolled back), so the crash hook does
+    not roll back a second time what a late interruption cut short after it."""
     try:
         run_id = _this_run()
     except Exception:  # no run context (the runbook run as plain code): no hook to tell either
@@ -287,29 +289,29 @@ def reporting_steps(run: ReleaseRun, outcome: Outcome, tasks: SimpleNamespace,
     """(system, operation, call) in order: what a person sees first comes first."""
     reason = outcome.reason.value if outcome.reason else None
     duration = time.monotonic() - run.started
-    steps: list[tuple[str, str, Step]] = []
+    steps: list[tuple[str, str, Step]]
     if outcome.ending is Ending.PROMOTED:
-        steps += [("prefect", "show_weight", lambda: tasks.show_weight(run, 100)),
-                  ("grafana", "annotate", lambda: tasks.annotate_release(run, "promoted")),
-                  ("pipeline", "release_finished",
-                   lambda: run.metrics.release_finished(status="success", duration=duration)),
-                  ("pipeline", "log", lambda: get_run_logger().info("release of %s %s promoted", run.spec.service,
-                                                       run.spec.version))]
+        steps = [("prefect", "show_weight", lambda: tasks.show_weight(run, 100)),
+                 ("grafana", "annotate", lambda: tasks.annotate_release(run, "promoted")),
+                 ("pipeline", "release_finished",
+                  lambda: run.metrics.release_finished(status="success", duration=duration)),
+                 ("pipeline", "log", lambda: get_run_logger().info("release of %s %s promoted", run.spec.service,
+                                                      run.spec.version))]
     elif outcome.ending is Ending.ROLLED_BACK:
-        steps += [("grafana", "annotate", lambda: tasks.annotate_release(
-                      run, "rolled_back", reason=reason, explanation=outcome.explanation)),
-                  ("grafana", "restore_dashboard", lambda: tasks.restore_dashboard(run)),
-                  ("pipeline", "release_finished",
-                   lambda: run.metrics.release_finished(status="rolled_back", duration=duration, reason=reason)),
-                  ("pipeline", "log", lambda: get_run_logger().error(
-                      "release of %s %s rolled back: %s — %s", run.spec.service, run.spec.version, reason,
-                      outcome.explanation)),
-                  ("prefect", "show_weight", lambda: tasks.show_weight(run, 0))]
+        steps = [("grafana", "annotate", lambda: tasks.annotate_release(
+                     run, "rolled_back", reason=reason, explanation=outcome.explanation)),
+                 ("grafana", "restore_dashboard", lambda: tasks.restore_dashboard(run)),
+                 ("pipeline", "release_finished",
+                  lambda: run.metrics.release_finished(status="rolled_back", duration=duration, reason=reason)),
+                 ("pipeline", "log", lambda: get_run_logger().error(
+                     "release of %s %s rolled back: %s — %s", run.spec.service, run.spec.version, reason,
+                     outcome.explanation)),
+                 ("prefect", "show_weight", lambda: tasks.show_weight(run, 0))]
     else:
-        steps += [("pipeline", "release_finished",
-                   lambda: run.metrics.release_finished(status="failed", duration=duration)),
-                  ("pipeline", "log", lambda: get_run_logger().error("release of %s %s refused: %s", run.spec.service,
-                                                        run.spec.version, outcome.explanation))]
+        steps = [("pipeline", "release_finished",
+                  lambda: run.metrics.release_finished(status="failed", duration=duration)),
+                 ("pipeline", "log", lambda: get_run_logger().error("release of %s %s refused: %s", run.spec.service,
+                                                       run.spec.version, outcome.explanation))]
     steps.append(("prefect", "event", lambda: _emit_outcome_event(run, outcome, summary)))
     steps.append(("pushgateway", "push", lambda: run.metrics.push()))
     retry_reason = outcome.retry_reason

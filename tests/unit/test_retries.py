@@ -73,3 +73,20 @@ def test_release_tags_name_the_release_whatever_started_the_run():
     assert tags == ["canaryflow", "environment:production", "release", "service:checkout", "source:github",
                     "version:v2", "webhook"]
     assert release_tags(tags, service="checkout", version="v2", environment="production") == tags  # idempotent
+
+
+def test_retry_tags_replace_the_attempt_and_keep_every_other_tag():
+    from canaryflow.retries import retry_tags
+
+    previous = ["service:checkout", "attempt:2", "webhook", "attempt:1"]
+    assert retry_tags(previous, 3, "manual-retry") == sorted(
+        ["service:checkout", "webhook", RETRY_TAG, "attempt:3", "manual-retry"])
+    assert retry_tags([], 2) == sorted([RETRY_TAG, "attempt:2"])
+    assert retry_tags(["Attempt:x"], 2) == sorted(["Attempt:x", RETRY_TAG, "attempt:2"])  # only our own prefix
+
+
+def test_a_retry_planned_without_a_clock_is_scheduled_in_utc_after_the_backoff():
+    before = datetime.now(UTC)
+    plan = plan_retry(spec(backoff_seconds=60), reason="platform_error", attempt=1, origin="run-1")
+    assert plan.scheduled_time.utcoffset() == timedelta(0)  # Prefect reads a naive time as local
+    assert before + timedelta(seconds=60) <= plan.scheduled_time <= datetime.now(UTC) + timedelta(seconds=60)

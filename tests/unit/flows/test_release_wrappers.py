@@ -73,7 +73,7 @@ def test_this_run_is_the_flow_runs_id_or_none_outside_a_run(monkeypatch):
 def test_a_settled_release_is_remembered_by_its_run_id_for_the_crash_hook(monkeypatch):
     monkeypatch.setattr(release_flow, "SETTLED", set())
     _flow_run(monkeypatch, id=RUN_ID)
-    release_flow._settle(None)
+    release_flow._settle()
     assert release_flow.SETTLED == {RUN_ID}
 
 
