@@ -5,8 +5,13 @@ release with the default 300 s waits, ``CANARYFLOW_MAX_ERROR_RATE=0.5`` (shaped 
 ``--max-error-rate`` flag) would leave the default threshold in place, and
 ``CANARYFLOW_PROMETHEUS_ULR`` would judge the release against the default Prometheus. The user
 believes something is set that is not, so any ``CANARYFLOW_*`` name outside the known set is an
-error, with the name that was probably meant. The known set is computed from the models (release
-spec, settings, webhook receiver) plus the few names read elsewhere, so a new field is known at once.
+error, with the name that was probably meant.
+
+The known set is data: ``variables.txt`` beside this module, generated from the models (release
+spec, settings, webhook receiver; ``variables_of``) by ``python -m canaryflow.docs_reference``
+with the reference pages, plus the few names read elsewhere. The settings and the spec both check
+the environment when they load it, so this module cannot import them: reading the list keeps the
+import graph a tree, and ``tests/docs/test_reference.py`` fails when the list and the models disagree.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from functools import cache
+from importlib import resources
 
 from pydantic import BaseModel
 
@@ -21,6 +28,8 @@ from canaryflow.errors import ConfigError
 
 PREFIX = "CANARYFLOW_"
 NESTED = "__"
+#: The generated list of the models' variables, one per line (package data).
+VARIABLES_FILE = "variables.txt"
 #: Read outside the models: the CLI's home directory, the checkout a worker runs flows from, the CI
 #: side of the webhook (the receiver's address and the signing secret a CI job holds, GitLab's image
 #: variable read by the payload mapping), and where the test suite keeps its screenshots.
@@ -54,14 +63,21 @@ def _names(model: type[BaseModel], prefix: str) -> Iterator[str]:
             yield from _names(nested, variable + NESTED)
 
 
-def known_variables() -> frozenset[str]:
-    """Every variable the release spec, the settings and the webhook receiver read."""
-    from canaryflow.settings import Settings
-    from canaryflow.spec import ReleaseSpec
-    from canaryflow.webhook.config import WebhookConfig
+def variables_of(models: Mapping[type[BaseModel], str]) -> frozenset[str]:
+    """Every variable the given models read, ``{model: its prefix}``, nested sections included."""
+    return frozenset(name for model, prefix in models.items() for name in _names(model, prefix))
 
-    return (frozenset(_names(ReleaseSpec, PREFIX)) | frozenset(_names(Settings, PREFIX))
-            | frozenset(_names(WebhookConfig, PREFIX + "WEBHOOK_")) | OTHER_VARIABLES)
+
+@cache
+def model_variables() -> frozenset[str]:
+    """The models' variables, as last generated into ``variables.txt``."""
+    text = resources.files("canaryflow").joinpath(VARIABLES_FILE).read_text()
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def known_variables() -> frozenset[str]:
+    """Every variable the release spec, the settings and the webhook receiver read, and the others."""
+    return model_variables() | OTHER_VARIABLES
 
 
 def closest(typed: str, names: Iterable[str], *, cutoff: float = SIMILARITY) -> str | None:

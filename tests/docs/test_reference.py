@@ -163,3 +163,13 @@ def test_alerts_page_of_another_rule_file(tmp_path):
 ])
 def test_cells_escape_pipes_and_tags_outside_code_spans_only(text, expected):
     assert ref.cell(text) == expected
+
+
+def test_the_variable_list_envcheck_reads_matches_the_models_and_a_stale_one_is_caught(tmp_path):
+    assert not ref.variables_stale(), "canaryflow/variables.txt is stale: run python -m canaryflow.docs_reference"
+    listed = ref.variables_text()
+    assert "CANARYFLOW_THRESHOLDS__MAX_ERROR_RATE\n" in listed and "CANARYFLOW_WEBHOOK_GITHUB_SECRET\n" in listed
+    edited = tmp_path / "variables.txt"
+    edited.write_text(listed.replace("CANARYFLOW_PROMETHEUS_URL\n", ""))
+    assert ref.variables_stale(edited)
+    assert ref.variables_stale(tmp_path / "missing.txt")

@@ -105,3 +105,17 @@ def test_an_unrelated_spec_key_gets_no_guess():
     with pytest.raises(ConfigError) as refused:
         load_spec(overrides={"service": "checkout", "version": "v2", "zzz": 1}, use_env=False)
     assert "zzz: Extra inputs are not permitted" in str(refused.value) and "did you mean" not in str(refused.value)
+
+
+def test_the_check_imports_none_of_the_models_that_call_it():
+    """settings and spec check the environment while they load: envcheck reading them back would be
+    an import cycle, so it reads the generated list and never imports either."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from canaryflow.envcheck import unknown_variables; "
+             "found = unknown_variables({'CANARYFLOW_WAIT': '5', 'CANARYFLOW_PROMETHEUS_URL': 'x'}); "
+             "print(found, sorted(m for m in sys.modules if m in "
+             "('canaryflow.settings', 'canaryflow.spec', 'canaryflow.webhook.config')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "{'CANARYFLOW_WAIT': 'CANARYFLOW_STEP_WAIT_SECONDS'} []"
