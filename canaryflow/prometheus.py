@@ -97,8 +97,11 @@ class PrometheusSource:
         transport: httpx.BaseTransport | None = None,
         observer: QueryObserver | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+        base = url.rstrip("/")
+        # Messages name the server without the user and password a URL may carry (httpx sends them
+        # as Basic auth): an error text ends up in logs, run states and artifacts.
+        self.url = str(httpx.URL(base).copy_with(userinfo=b""))
+        self._client = httpx.Client(base_url=base, timeout=timeout, transport=transport)
         self._observer = observer
 
     def close(self) -> None:

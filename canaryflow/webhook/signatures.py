@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -143,7 +144,7 @@ def verify_generic(secret: str | bytes | None, timestamp: str | None, header: st
         return Check(Outcome.INVALID, "HMAC mismatch")
     skew = now - int(timestamp)
     if skew > tolerance:
-        return Check(Outcome.INVALID, f"timestamp {int(skew)} s old (window {int(tolerance)} s)")
+        return Check(Outcome.INVALID, f"timestamp {math.ceil(skew)} s old (window {int(tolerance)} s)")
     if skew < -tolerance:
-        return Check(Outcome.INVALID, f"timestamp {int(-skew)} s in the future (window {int(tolerance)} s)")
+        return Check(Outcome.INVALID, f"timestamp {math.ceil(-skew)} s in the future (window {int(tolerance)} s)")
     return OK
