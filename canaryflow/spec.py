@@ -323,10 +323,12 @@ class _SpecEnvironmentSource(EnvSettingsSource):
             return super().decode_complex_value(field_name, field, value)
         except ValueError:  # never echo the value: a section may carry a secret
             variable = self._variable_holding(field_name, value)
+            # The field as every other refusal names it: the dotted path (approval.environments), not
+            # the last name alone that the library decodes a nested variable by.
+            path = variable.lower().removeprefix(self.env_prefix.lower()).replace(self.env_nested_delimiter, ".")
             raise ConfigError(f"invalid environment:\n  {variable}: not valid JSON (lists and sections are "
                               f"JSON, e.g. CANARYFLOW_SMOKE='[{{\"path\": \"/healthz\"}}]')",
-                              fields=(field_name,)) from None
-
+                              fields=(path,)) from None
 
     def _variable_holding(self, field_name: str, value: Any) -> str:
         """The variable as the user wrote it: a nested field is decoded by its last name only."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from canaryflow.errors import ConfigError
-from canaryflow.spec import Environment, ReleaseSpec, load_spec, validate_spec
+from canaryflow.spec import Environment, ReleaseSpec, duration_seconds, load_spec, validate_spec
 
 BASE = {"service": "checkout", "version": "v2"}
 
@@ -134,3 +134,64 @@ def test_a_misspelt_variable_is_refused_not_ignored(monkeypatch):
 def test_an_empty_analysis_window_is_refused(window):
     with pytest.raises(ConfigError, match="analysis_window: .*positive PromQL duration"):
         validate_spec({"service": "checkout", "version": "v2", "analysis_window": window})
+
+
+@pytest.mark.parametrize("window,seconds", [("90s", 90), ("1m", 60), ("2h", 7200), ("1d", 86400), ("250ms", 0.25)])
+def test_analysis_window_durations_in_seconds(window, seconds):
+    assert duration_seconds(window) == pytest.approx(seconds)
+
+
+def test_queries_render_the_namespace_and_the_window():
+    spec = validate_spec({**BASE, "namespace": "shop", "analysis_window": "2m"})
+    template = 'sum(rate(x{namespace="$namespace",version="$version"}[$window]))'
+    assert spec.render(template) == 'sum(rate(x{namespace="shop",version="v2"}[2m]))'
+
+
+def test_a_yml_file_is_read_as_yaml(tmp_path):
+    path = tmp_path / "release.yml"
+    path.write_text("service: checkout\nversion: v3\n")
+    assert load_spec(path, use_env=False).version == "v3"
+
+
+def test_steps_as_json_may_start_with_spaces(monkeypatch):
+    monkeypatch.setenv("CANARYFLOW_STEPS", "  [5, 100]")
+    assert load_spec(overrides={"service": "checkout", "version": "v2"}).steps == [5, 100]
+
+
+def test_a_nested_field_from_the_environment_alone_keeps_the_other_default(monkeypatch):
+    monkeypatch.setenv("CANARYFLOW_THRESHOLDS__MAX_ERROR_RATE", "0.05")
+    spec = load_spec(overrides={"service": "checkout", "version": "v2"})
+    assert (spec.max_error_rate, spec.max_p95_latency_ms) == (0.05, 500)
+
+
+def test_a_section_from_the_environment_replaces_a_scalar_written_in_the_file(tmp_path, monkeypatch):
+    spec_file = tmp_path / "release.yaml"
+    spec_file.write_text("service: checkout\nversion: v2\nretry: 3\n")
+    monkeypatch.setenv("CANARYFLOW_RETRY__MAX_ATTEMPTS", "2")
+    assert load_spec(spec_file).retry.max_attempts == 2
+
+
+def test_a_variable_that_is_not_json_is_named_as_a_field(monkeypatch):
+    monkeypatch.setenv("CANARYFLOW_SMOKE", "/api/health")
+    with pytest.raises(ConfigError) as refused:
+        load_spec(overrides={"service": "checkout", "version": "v2"})
+    assert refused.value.fields == ("smoke",)
+    assert str(refused.value) == ("invalid environment:\n  CANARYFLOW_SMOKE: not valid JSON (lists and sections are "
+                                  "JSON, e.g. CANARYFLOW_SMOKE='[{\"path\": \"/healthz\"}]')")
+
+@pytest.mark.parametrize("variable,field", [("CANARYFLOW_APPROVAL__ENVIRONMENTS", "approval.environments"),
+                                            ("CANARYFLOW_RETRY__ON_REASONS", "retry.on_reasons")])
+def test_a_nested_variable_that_is_not_json_is_named_by_its_dotted_path(monkeypatch, variable, field):
+    monkeypatch.setenv(variable, "production")
+    with pytest.raises(ConfigError) as refused:
+        load_spec(overrides={"service": "checkout", "version": "v2"})
+    assert refused.value.fields == (field,)  # not the last name alone, easily taken for another field
+    assert f"{variable}: not valid JSON" in str(refused.value) and "production" not in str(refused.value)
+
+
+def test_the_variable_named_is_the_one_that_is_not_json_not_another_with_the_same_text(monkeypatch):
+    monkeypatch.setenv("CANARYFLOW_ENVIRONMENT", "production")  # valid: a plain value
+    monkeypatch.setenv("CANARYFLOW_APPROVAL__ENVIRONMENTS", "production")  # a list, so JSON
+    with pytest.raises(ConfigError) as refused:
+        load_spec(overrides={"service": "checkout", "version": "v2"})
+    assert str(refused.value).startswith("invalid environment:\n  CANARYFLOW_APPROVAL__ENVIRONMENTS: not valid JSON")

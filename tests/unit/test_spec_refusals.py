@@ -96,3 +96,32 @@ def test_a_bad_version_reason_is_never_retried_whatever_the_spec(reason):
 
 def test_every_retryable_reason_is_a_reason_the_judge_gives():
     assert set(RETRYABLE_REASONS) == SAYS_NOTHING_ABOUT_THE_VERSION <= {r.value for r in Reason}
+
+
+def test_every_refusal_is_listed_under_one_heading_a_line_per_field():
+    refused = _refused(steps=[10, 50], min_canary_requests=0)
+    assert refused.fields == ("steps", "min_canary_requests")
+    assert str(refused) == (
+        "invalid release spec:\n"
+        "  steps: Value error, the last step must be 100 (the canary takes all traffic before promotion)\n"
+        "  min_canary_requests: Input should be greater than or equal to 1")
+
+
+@pytest.mark.parametrize("data", ["steps: [10, 100]", ["checkout", "v2"], None])
+def test_a_spec_that_is_not_a_mapping_is_refused_as_a_whole(data):
+    with pytest.raises(ConfigError) as caught:
+        validate_spec(data)
+    assert caught.value.fields == ("<spec>",)
+    assert str(caught.value) == ("invalid release spec:\n"
+                                 "  <spec>: Input should be a valid dictionary or instance of ReleaseSpec")
+
+
+def test_retry_delays_double_from_the_backoff_up_to_the_cap():
+    retry = validate_spec(BASE).retry
+    assert [retry.delay_before(attempt) for attempt in range(1, 9)] == [300, 300, 600, 1200, 2400, 3600, 3600, 3600]
+
+
+def test_retry_delays_follow_the_spec_backoff_and_factor():
+    retry = validate_spec({**BASE, "retry": {"backoff_seconds": 10, "backoff_factor": 3,
+                                             "max_backoff_seconds": 100}}).retry
+    assert [retry.delay_before(attempt) for attempt in (2, 3, 4, 5)] == [10, 30, 90, 100]
