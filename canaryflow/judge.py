@@ -91,7 +91,8 @@ class Measurement:
     baseline_requests: float | None = None
     evidence: float | None = None  # e-value (or Bayes factor for the traffic split)
     evidence_threshold: float | None = None  # 1 / alpha
-    bounds: tuple[float, float] | None = None  # the canary's confidence sequence, same unit as value
+    # The guard rail's confidence sequence: the rate for a ratio metric, the share over the limit for latency.
+    bounds: tuple[float, float] | None = None
     #: The canary is credibly over the limit in rounds where no baseline served (a 100 % step): an
     #: incident on every version would look the same, so the verdict waits for a comparison.
     needs_baseline: bool = False
