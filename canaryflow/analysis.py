@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from canaryflow.analysis_spec import LatencyMetric, RatioMetric, ThresholdMetric
-from canaryflow.assess.counts import Counts, Histogram, Snapshot, bucket_increase, counts, increase
+from canaryflow.assess.counts import (
+    EMPTY_HISTOGRAM,
+    ZERO,
+    Counts,
+    Histogram,
+    Snapshot,
+    bucket_increase,
+    counts,
+    increase,
+)
 from canaryflow.assess.latency import HistogramPair, assess_latency, auto_boundaries, to_ms
 from canaryflow.assess.ratio import PairCounts, assess_ratio
 from canaryflow.assess.threshold import assess_threshold
@@ -81,6 +90,7 @@ class Analysis:
     boundaries: dict[str, tuple[float, ...]] = field(default_factory=dict)
     last: dict[str, Measurement] = field(default_factory=dict)
     sample_times: dict[str, float] = field(default_factory=dict)  # per version: mean sample time last read
+    unread_at_start: dict[str, str] = field(default_factory=dict)  # metric -> why start could not snapshot it
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -93,19 +103,32 @@ class Analysis:
     def _unit(self, metric: LatencyMetric) -> str:
         return metric.unit or self.spec.queries.latency_unit
 
-    def _read(self, template: str, version: str | None, at: float | None
-              ) -> tuple[Snapshot | None, Snapshot | None, str | None]:
-        """(snapshot before, snapshot now, error) for one counter of one version; the stored
-        snapshot only moves on success, so a failed round's counts land in the next one."""
-        if version is None:
-            return {}, {}, None
-        promql = self.spec.render(template, version=version)
-        answer = self.source.query_series(promql, at=at)
-        if answer.error is not None or answer.series is None:
-            return None, None, answer.error or "no answer"
-        before = self.snapshots.get(promql)
-        self.snapshots[promql] = answer.series
-        return before, answer.series, None
+    def _read(self, reads: list[tuple[str, str | None]], at: float | None
+              ) -> list[tuple[Snapshot | None, Snapshot]] | str:
+        """(snapshot before, snapshot now) for each (template, version), or the first error.
+
+        All or nothing: the stored snapshots move only when every counter of the metric was read,
+        so a failed round's counts land whole in the next one (had the request counter moved on
+        and the error counter not, the next round would hold two intervals of errors over one of
+        requests). ``before`` is None for a counter never read before (``start`` could not)."""
+        answers: list[tuple[str | None, Snapshot]] = []
+        for template, version in reads:
+            if version is None:
+                answers.append((None, {}))
+                continue
+            query = self.spec.render(template, version=version)
+            answer = self.source.query_series(query, at=at)
+            if answer.error is not None or answer.series is None:
+                return answer.error or "no answer"
+            answers.append((query, answer.series))
+        read: list[tuple[Snapshot | None, Snapshot]] = []
+        for promql, series in answers:
+            if promql is None:
+                read.append(({}, series))
+                continue
+            read.append((self.snapshots.get(promql), series))
+            self.snapshots[promql] = series
+        return read
 
     def _span(self, template: str, version: str | None, at: float, since: float | None = None) -> float | None:
         """Seconds between the samples this round's counts of ``version`` came from and the previous
@@ -130,12 +153,17 @@ class Analysis:
         for metric in self.spec.analysis.metrics:
             if isinstance(metric, ThresholdMetric):
                 continue
-            for template in self._templates(metric).values():
-                for version in (self.spec.version, self.baseline_version):
-                    self._read(template, version, at)
+            read = self._read(self._counters(metric), at)
+            if isinstance(read, str):
+                self.unread_at_start[metric.name] = read
             if isinstance(metric, LatencyMetric):
                 self.boundaries[metric.name] = self._boundaries(metric)
         self._split_spans(at)
+
+    def _counters(self, metric: RatioMetric | LatencyMetric) -> list[tuple[str, str | None]]:
+        """(template, version) of every counter ``metric`` is judged on: the canary's, then the baseline's."""
+        return [(template, version) for version in (self.spec.version, self.baseline_version)
+                for template in self._templates(metric).values()]
 
     def _boundaries(self, metric: LatencyMetric) -> tuple[float, ...]:
         unit = self._unit(metric)
@@ -209,26 +237,29 @@ class Analysis:
                 self._span(template, self.baseline_version, at, since))
 
     def _ratio_counts(self, metric: RatioMetric, at: float) -> PairCounts | str:
-        templates = self._templates(metric)
-        pair = []
-        for version in (self.spec.version, self.baseline_version):
-            total_before, total_now, error = self._read(templates["total"], version, at)
-            if error:
-                return error
-            bad_before, bad_now, error = self._read(templates["bad"], version, at)
-            if error:
-                return error
-            pair.append(counts(increase(total_before, total_now or {}), increase(bad_before, bad_now or {})))
-        return PairCounts(canary=pair[0], baseline=pair[1])
+        read = self._read(self._counters(metric), at)  # canary total, bad; baseline total, bad
+        if isinstance(read, str):
+            return read
+        if any(before is None for before, _ in read):
+            return PairCounts(canary=ZERO, baseline=ZERO)  # never snapshotted: counting starts now (below)
+        (c_total0, c_total), (c_bad0, c_bad), (b_total0, b_total), (b_bad0, b_bad) = read
+        return PairCounts(canary=counts(increase(c_total0, c_total), increase(c_bad0, c_bad)),
+                          baseline=counts(increase(b_total0, b_total), increase(b_bad0, b_bad)))
 
     def _histograms(self, metric: LatencyMetric, at: float) -> HistogramPair | str:
-        histograms = []
-        for version in (self.spec.version, self.baseline_version):
-            before, now, error = self._read(self._templates(metric)["buckets"], version, at)
-            if error:
-                return error
-            histograms.append(Histogram.from_increase(bucket_increase(before, now or {})))
-        return HistogramPair(canary=histograms[0], baseline=histograms[1])
+        read = self._read(self._counters(metric), at)  # canary buckets, baseline buckets
+        if isinstance(read, str):
+            return read
+        if any(before is None for before, _ in read):
+            return HistogramPair(canary=EMPTY_HISTOGRAM, baseline=EMPTY_HISTOGRAM)  # never snapshotted (below)
+        (c_before, c_now), (b_before, b_now) = read
+        return HistogramPair(canary=Histogram.from_increase(bucket_increase(c_before, c_now)),
+                             baseline=Histogram.from_increase(bucket_increase(b_before, b_now)))
+
+    # A counter that ``start`` could not read (Prometheus failed then) has no snapshot from before the
+    # canary's traffic: its whole value would count as this release's (the baseline's history, the
+    # canary's smoke test). The first round that reads it counts nothing for its metric and takes
+    # the snapshot; counting starts from there. Less evidence, never wrong evidence.
 
     def describe_boundaries(self) -> dict[str, list[float]]:
         """The latency boundaries in ms, per metric, as fixed at the start (for plan and the report)."""

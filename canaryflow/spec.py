@@ -325,7 +325,8 @@ class _SpecEnvironmentSource(EnvSettingsSource):
             variable = self._variable_holding(field_name, value)
             # The field as every other refusal names it: the dotted path (approval.environments), not
             # the last name alone that the library decodes a nested variable by.
-            path = variable.lower().removeprefix(self.env_prefix.lower()).replace(self.env_nested_delimiter, ".")
+            nested = self.env_nested_delimiter or "__"
+            path = variable.lower().removeprefix(self.env_prefix.lower()).replace(nested, ".")
             raise ConfigError(f"invalid environment:\n  {variable}: not valid JSON (lists and sections are "
                               f"JSON, e.g. CANARYFLOW_SMOKE='[{{\"path\": \"/healthz\"}}]')",
                               fields=(path,)) from None

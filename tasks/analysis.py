@@ -31,8 +31,13 @@ def start_analysis(run: ReleaseRun) -> None:
         run.analysis = Analysis(run.spec, run.source, baseline_version=run.previous_version)
         run.analysis.start()
         boundaries = run.analysis.describe_boundaries()
-        get_run_logger().info("analysis starts: baseline %s; latency boundaries %s ms; alpha %s",
-                              run.previous_version, boundaries, run.spec.analysis.alpha)
+        log = get_run_logger()
+        for metric, error in run.analysis.unread_at_start.items():
+            log.warning("analysis start could not read %s (%s): it counts from the first round that reads it%s",
+                        metric, error, f"; its boundaries are the limit's ({boundaries[metric]} ms)"
+                        if metric in boundaries else "")
+        log.info("analysis starts: baseline %s; latency boundaries %s ms; alpha %s",
+                 run.previous_version, boundaries, run.spec.analysis.alpha)
 
 
 @task(name="analyse-canary", task_run_name="analyse-canary-{weight}pct", **PLAIN_TASK)

@@ -148,9 +148,9 @@ def assess_ratio(
     level = f"alpha {explain.pct(alpha)}"
     floor = limit / 10 if metric.floor is None else metric.floor
 
-    worse = new.evidence.log_e_value >= math.log(threshold_e) and (
-        floor <= 0 or credibly_above(new.canary.events, new.canary.requests, floor, alpha=alpha,
-                                     b=guard_rail_b(floor)))
+    evident = new.evidence.log_e_value >= math.log(threshold_e)
+    worse = evident and (floor <= 0 or credibly_above(new.canary.events, new.canary.requests, floor, alpha=alpha,
+                                                      b=guard_rail_b(floor)))
     if worse:
         return measurement(Verdict.FAIL, f"{name}: {versus} — evidence {explain.evidence(e_value)} >= "
                                          f"{explain.evidence(threshold_e)} ({level})", new, **figures)
@@ -179,5 +179,8 @@ def assess_ratio(
     if strict and high >= limit:
         return measurement(Verdict.INCONCLUSIVE, f"{name}: {versus}; strict: upper bound {explain.pct(high)} "
                                                  f"not yet below the {explain.pct(limit)} limit", new, **figures)
-    return measurement(Verdict.PASS, f"{name}: {versus} — evidence {explain.evidence(e_value)} < "
-                                     f"{explain.evidence(threshold_e)}; {within}{shared}", new, **figures)
+    # Evidence over the threshold that the floor held back says so: "evidence < threshold" would be false.
+    compared = (f"evidence {explain.evidence(e_value)} >= {explain.evidence(threshold_e)}, but the canary is not "
+                f"credibly above the {explain.pct(floor)} floor" if evident else
+                f"evidence {explain.evidence(e_value)} < {explain.evidence(threshold_e)}")
+    return measurement(Verdict.PASS, f"{name}: {versus} — {compared}; {within}{shared}", new, **figures)
