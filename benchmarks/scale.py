@@ -190,6 +190,25 @@ class ApiTimer:
             self.seconds.append(time.perf_counter() - started)
 
 
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat: whatever runs here."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def phase_seconds(runs: Iterable[Any]) -> tuple[list[float], list[float]]:
+    """Per final run: seconds from its creation to Running (a worker's poll, the flow-run process's
+    start and imports), and from Running to its end (the release itself)."""
+    starting, running = [], []
+    for run in runs:
+        if run.start_time is not None:
+            starting.append((run.start_time - run.created).total_seconds())
+            if run.end_time is not None:
+                running.append((run.end_time - run.start_time).total_seconds())
+    return starting, running
+
+
 def prometheus_queries(prometheus_url: str) -> float:
     import httpx
 
@@ -208,6 +227,7 @@ def run_round(services: list[str], versions: dict[str, str], *, prometheus_url: 
 
     timer = ApiTimer()
     queries_before = prometheus_queries(prometheus_url)
+    cpu_before = cpu_times()
     with RssSampler(rss) as sampler:
         began = time.monotonic()
         ids = []
@@ -233,6 +253,8 @@ def run_round(services: list[str], versions: dict[str, str], *, prometheus_url: 
                     from prefect.states import Cancelling
                     client.set_flow_run_state(run_id, Cancelling(), force=True)
             tables = [_analysis_rows(client, run_id) for run_id in final]
+    busy, total = (after - before for after, before in zip(cpu_times(), cpu_before, strict=True))
+    starting, running = phase_seconds(final.values())
     gaps = [g for rows in tables for g in round_gaps(rows)]
     rounds = sum(len({(row["step"], row["elapsed_s"]) for row in rows}) for rows in tables)
     queries = prometheus_queries(prometheus_url) - queries_before
@@ -245,6 +267,9 @@ def run_round(services: list[str], versions: dict[str, str], *, prometheus_url: 
             "max_gap": max(gaps, default=math.nan), "qps": queries / wall,
             "api_p50": percentile(timer.seconds, 0.5) * 1000, "api_p99": percentile(timer.seconds, 0.99) * 1000,
             "api_calls": len(timer.seconds), "rss": dict(sampler.peaks),
+            "cpu_busy": busy / total if total else math.nan,
+            "start_p50": percentile(starting, 0.5), "start_max": max(starting, default=math.nan),
+            "run_p50": percentile(running, 0.5), "run_max": max(running, default=math.nan),
             "not_promoted": sorted({r.state.name for r in final.values() if not r.state.is_completed()})}
 
 
@@ -433,6 +458,13 @@ def main() -> int:
               f"{r['rss']['postgresql']:.0f} |")
         if r["not_promoted"]:
             print(f"|   | not promoted: {', '.join(r['not_promoted'])} |")
+    print("\nwhere the time goes: creation to Running (a worker's poll, the flow-run process's start and "
+          "imports) and Running to the end (the release), per run; the machine's CPU busy during the round")
+    print("| N | to Running p50 s | to Running max s | release p50 s | release max s | CPU busy |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['n']} | {r['start_p50']:.1f} | {r['start_max']:.1f} | {r['run_p50']:.1f} | "
+              f"{r['run_max']:.1f} | {r['cpu_busy']:.0%} |")
     at_target = next((r for r in results if r["n"] == TARGET_N), None)
     if at_target is not None:
         print(f"target: {TARGET_N} concurrent releases within {TARGET_RATIO}x one: "

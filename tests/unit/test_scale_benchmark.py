@@ -4,8 +4,10 @@ counter as text (benchmarks/scale.py; the benchmark itself is not part of the su
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
-from benchmarks.scale import late_and_missed, parse_counter, percentile, round_gaps
+from benchmarks.scale import cpu_times, late_and_missed, parse_counter, percentile, phase_seconds, round_gaps
 
 
 def test_rounds_are_the_distinct_elapsed_times_of_each_step_and_gaps_stay_within_a_step():
@@ -42,3 +44,18 @@ def test_the_query_counter_is_summed_over_the_matching_handlers():
     queries = parse_counter(text, "prometheus_http_requests_total",
                             lambda labels: labels["handler"] in ("/api/v1/query", "/api/v1/query_range"))
     assert queries == 130
+
+
+def test_each_run_splits_into_its_wait_for_running_and_the_release_itself():
+    created = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    runs = [SimpleNamespace(created=created, start_time=created + timedelta(seconds=9),
+                            end_time=created + timedelta(seconds=30)),
+            SimpleNamespace(created=created, start_time=created + timedelta(seconds=2), end_time=None),
+            SimpleNamespace(created=created, start_time=None, end_time=None)]  # never started
+    assert phase_seconds(runs) == ([9.0, 2.0], [21.0])
+
+
+def test_cpu_times_are_busy_within_total_and_grow():
+    busy, total = cpu_times()
+    later_busy, later_total = cpu_times()
+    assert 0 <= busy <= total and later_busy >= busy and later_total >= total
