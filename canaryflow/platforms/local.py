@@ -25,11 +25,12 @@ class LocalPlatform:
         self, controller_url: str, *, service: str, transport: httpx.BaseTransport | None = None,
         poll_interval: float = 0.2,
     ) -> None:
-        self.controller_url = controller_url.rstrip("/")
+        base = controller_url.rstrip("/")
+        # Messages name the controller without any user and password its URL carries.
+        self.controller_url = str(httpx.URL(base).copy_with(userinfo=b""))
         self.service = service
         self._poll = poll_interval
-        self._client = httpx.Client(base_url=f"{self.controller_url}/-/services/{service}/", timeout=10,
-                                    transport=transport)
+        self._client = httpx.Client(base_url=f"{base}/-/services/{service}/", timeout=10, transport=transport)
 
     def close(self) -> None:
         self._client.close()
@@ -42,12 +43,20 @@ class LocalPlatform:
                                 operation=operation, transient=True) from None
         if response.status_code >= 400:
             try:
-                detail = response.json().get("error", response.text)
+                body = response.json()
             except ValueError:
-                detail = response.text
+                body = None
+            # The controller answers {"error": ...}; a proxy in front of it may answer anything.
+            detail = body.get("error", response.text) if isinstance(body, dict) else response.text
             raise PlatformError(f"HTTP {response.status_code}: {detail}", operation=operation,
                                 transient=response.status_code >= 500)
-        return response.json() if response.content else None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise PlatformError(f"HTTP {response.status_code} without a JSON body (not the local controller?)",
+                                operation=operation, transient=True) from None
 
     def state(self) -> dict[str, Any]:
         state = self._call("get_state", "GET", "state")

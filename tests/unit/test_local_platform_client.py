@@ -161,7 +161,7 @@ def test_wait_ready_raises_at_once_when_the_canary_exited(platform, controller):
     platform.deploy("v3-crash")
     controller.canary["exit_code"] = 3
     with pytest.raises(RolloutStuck, match="v3-crash exited with code 3") as info:
-        platform.wait_ready(timeout=30)
+        platform.wait_ready(timeout=1)
     assert info.value.transient is False and info.value.operation == "wait_ready"
     assert len([r for r in controller.requests if r[0] == "GET"]) == 1
 
@@ -263,6 +263,173 @@ def test_a_controller_for_another_service_is_refused(controller):
     assert info.value.transient is False
     assert info.value.operation == "get_state"
 
+
+# -- what the client sends, and what it makes of the answers --------------------------------------------
+
+def test_every_request_carries_a_ten_second_timeout(controller):
+    seen: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions.get("timeout"))
+        return controller(request)
+
+    p = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(handler))
+    try:
+        p.stable_version()
+        p.deploy("v2")
+    finally:
+        p.close()
+    assert seen == [{"connect": 10, "read": 10, "write": 10, "pool": 10}] * 2
+
+
+def test_a_controller_behind_a_path_prefix_keeps_it_and_drops_only_trailing_slashes():
+    urls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        urls.append(str(request.url))
+        return httpx.Response(200, json={"service": "checkout", "stable": None, "canary": None})
+
+    p = LocalPlatform("http://gateway.test/tenants/X//", service="checkout", transport=httpx.MockTransport(handler))
+    try:
+        assert p.stable_version() is None
+    finally:
+        p.close()
+    assert p.controller_url == "http://gateway.test/tenants/X"
+    assert urls == ["http://gateway.test/tenants/X/-/services/checkout/state"]
+
+
+def test_wait_ready_polls_every_fifth_of_a_second_by_default(controller):
+    controller.polls_until_ready = 1
+    p = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(controller))
+    try:
+        p.deploy("v2")
+        started = time.monotonic()
+        p.wait_ready(timeout=5)
+        elapsed = time.monotonic() - started
+    finally:
+        p.close()
+    assert len([r for r in controller.requests if r[0] == "GET"]) == 2
+    assert 0.15 <= elapsed < 0.8
+
+
+def test_stable_version_is_none_before_any_release(platform, controller):
+    controller.stable = None
+    assert platform.stable_version() is None
+
+
+def test_an_empty_success_answer_is_accepted():
+    requests: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append((request.method, request.url.path))
+        return httpx.Response(204)
+
+    p = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(handler))
+    try:
+        assert p.rollback() is None
+        assert p.promote() is None
+    finally:
+        p.close()
+    assert requests == [("POST", "/-/services/checkout/rollback"), ("POST", "/-/services/checkout/promote")]
+
+
+def test_a_json_error_without_an_error_field_keeps_the_whole_body(platform, controller):
+    controller.fail_with = (500, {"detail": "disk full"})
+    with pytest.raises(PlatformError) as info:
+        platform.deploy("v2")
+    assert str(info.value) == 'deploy: HTTP 500: {"detail":"disk full"}'
+    assert info.value.transient is True
+
+
+@pytest.mark.parametrize("call, operation", [
+    (lambda p: p.stable_version(), "get_state"),
+    (lambda p: p.check_version("v2"), "get_state"),
+    (lambda p: p.canary_problem(), "get_state"),
+    (lambda p: p.canary_url(), "get_state"),
+    (lambda p: p.get_weight(), "get_state"),
+    (lambda p: p.wait_ready(timeout=1), "get_state"),
+    (lambda p: p.deploy("v2"), "deploy"),
+    (lambda p: p.set_weight(5, lease_seconds=30), "set_weight"),
+    (lambda p: p.promote(), "promote"),
+    (lambda p: p.rollback(), "rollback"),
+])
+def test_a_refused_call_names_its_operation(platform, controller, call, operation):
+    controller.fail_with = (503, {"error": "busy"})
+    with pytest.raises(PlatformError) as info:
+        call(platform)
+    assert info.value.operation == operation
+    assert str(info.value) == f"{operation}: HTTP 503: busy"
+    assert info.value.transient is True
+
+
+def test_messages_without_a_canary_are_exact(platform):
+    with pytest.raises(RolloutStuck) as stuck:
+        platform.wait_ready(timeout=1)
+    assert str(stuck.value) == "wait_ready: no canary is deployed"
+    with pytest.raises(PlatformError) as no_url:
+        platform.canary_url()
+    assert str(no_url.value) == "canary_url: no canary is deployed"
+
+
+def test_an_exited_canary_fails_wait_ready_at_once_with_the_full_message(platform, controller):
+    controller.polls_until_ready = None
+    platform.deploy("v3-crash")
+    controller.canary["exit_code"] = 3
+    started = time.monotonic()
+    with pytest.raises(RolloutStuck) as info:
+        platform.wait_ready(timeout=0.5)
+    assert time.monotonic() - started < 0.4
+    assert str(info.value) == "wait_ready: canary v3-crash exited with code 3 before becoming ready"
+
+
+def test_an_unreachable_controller_error_names_the_exception_type_not_its_text():
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused, Authorization: Bearer s3cr3t")
+
+    p = LocalPlatform(BASE, service="checkout", transport=httpx.MockTransport(handler))
+    try:
+        with pytest.raises(PlatformError) as info:
+            p.deploy("v2")
+    finally:
+        p.close()
+    assert str(info.value) == f"deploy: local controller at {BASE} unreachable (ConnectError)"
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+
+@pytest.mark.parametrize("body, detail", [
+    (b'["bad gateway"]', '["bad gateway"]'),   # JSON, but not the controller's {"error": ...}
+    (b'"bad gateway"', '"bad gateway"'),
+    (b"<html>bad gateway</html>", "<html>bad gateway</html>"),
+])
+def test_an_error_answer_from_a_proxy_is_a_transient_platform_error_whatever_its_body(body, detail):
+    proxy = httpx.MockTransport(lambda r: httpx.Response(502, content=body))
+    p = LocalPlatform(BASE, service="checkout", transport=proxy)
+    with pytest.raises(PlatformError) as info:
+        p.set_weight(10, lease_seconds=30)
+    assert str(info.value) == f"set_weight: HTTP 502: {detail}" and info.value.transient
+
+
+def test_a_success_answer_that_is_not_json_is_a_transient_platform_error():
+    html = httpx.MockTransport(lambda r: httpx.Response(200, content=b"<html>login</html>"))
+    with pytest.raises(PlatformError) as info:
+        LocalPlatform(BASE, service="checkout", transport=html).stable_version()
+    assert str(info.value) == "get_state: HTTP 200 without a JSON body (not the local controller?)"
+    assert info.value.transient and info.value.__cause__ is None
+
+
+def test_credentials_in_the_controller_url_are_sent_and_never_shown():
+    seen: list[str] = []
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization", ""))
+        raise httpx.ConnectError("refused", request=request)
+
+    p = LocalPlatform("http://ops:s3cret@controller.test/", service="checkout", transport=httpx.MockTransport(refused))
+    with pytest.raises(PlatformError) as info:
+        p.deploy("v2")
+    assert str(info.value) == "deploy: local controller at http://controller.test unreachable (ConnectError)"
+    assert seen and seen[0].startswith("Basic ")
 
 # -- tasks.common.only_transient ------------------------------------------------------------------------
 
