@@ -616,3 +616,16 @@ def test_a_start_that_could_not_read_counts_nothing_until_a_round_takes_the_snap
     second = by_metric(analysis.round(step_index=0, expected_share=0.1, at=1002.0))
     assert (second["error_rate"].state.canary, second["error_rate"].state.baseline) == (Counts(100, 1), Counts(900, 1))
     assert second["p95_latency"].state.canary.requests == 100
+
+
+def test_without_a_baseline_version_the_canary_is_counted_and_the_baseline_served_nothing():
+    source = CounterSource()
+    source.serve("v2", requests=2)  # smoke tests, before the analysis
+    analysis = Analysis(validate_spec(SPEC), source, baseline_version=None)
+    analysis.start(at=1000.0)
+    source.serve("v2", requests=100, errors=1)
+    source.serve("v1", requests=900, errors=9)  # another version's traffic is not this release's baseline
+    m = by_metric(analysis.round(step_index=0, expected_share=1.0, at=1001.0))
+    assert (m["error_rate"].state.canary, m["error_rate"].state.baseline) == (Counts(100, 1), Counts(0, 0))
+    assert m["p95_latency"].state.canary.requests == 100 and m["p95_latency"].state.baseline.requests == 0
+    assert not any('version="v1"' in q for q, _ in source.seen)  # no baseline version: nothing of it is read
