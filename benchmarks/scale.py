@@ -270,7 +270,8 @@ def run_round(services: list[str], versions: dict[str, str], *, prometheus_url: 
             "cpu_busy": busy / total if total else math.nan,
             "start_p50": percentile(starting, 0.5), "start_max": max(starting, default=math.nan),
             "run_p50": percentile(running, 0.5), "run_max": max(running, default=math.nan),
-            "not_promoted": sorted({r.state.name for r in final.values() if not r.state.is_completed()})}
+            "not_promoted": Counter(f"{r.state.name}: {(r.state.message or '')[:160]}"
+                                    for r in final.values() if not r.state.is_completed())}
 
 
 def _analysis_rows(client: Any, run_id: str) -> list[dict[str, Any]]:
@@ -456,8 +457,8 @@ def main() -> int:
               f"{r['late']} | {r['missed']} | {r['max_gap']:.1f} | {r['qps']:.1f} | {r['api_p50']:.0f} | "
               f"{r['api_p99']:.0f} | {r['rss']['workers+runs']:.0f} | {r['rss']['prefect server']:.0f} | "
               f"{r['rss']['postgresql']:.0f} |")
-        if r["not_promoted"]:
-            print(f"|   | not promoted: {', '.join(r['not_promoted'])} |")
+        for ending, count in sorted(r["not_promoted"].items(), key=lambda item: -item[1]):
+            print(f"|   | not promoted ({count}): {ending} |")
     print("\nwhere the time goes: creation to Running (a worker's poll, the flow-run process's start and "
           "imports) and Running to the end (the release), per run; the machine's CPU busy during the round")
     print("| N | to Running p50 s | to Running max s | release p50 s | release max s | CPU busy |")
