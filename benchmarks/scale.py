@@ -50,7 +50,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # before prefect is imported
 
 #: Short steps: two weights, 4 s each, a round every second.
 INTERVAL_S = 1.0
@@ -416,6 +415,9 @@ def platform(n_services: int, rps_per_service: float, workdir: Path) -> Iterator
 
 
 def main() -> int:
+    # Before prefect is imported (every import of it here is inside a function), and only when run:
+    # the tests import this module for its pure parts, and their workers must keep their log level.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", default="1,5,20,50", help="comma-separated N (concurrent releases)")
     parser.add_argument("--burst", type=int, default=500, help="signed webhook deliveries (0: no burst)")

@@ -37,7 +37,7 @@ def fleet_stack(tmp_path, monkeypatch):
 @pytest.fixture
 def worker(prefect_server, deployments, fleet_stack, tmp_path):
     proc = procs.spawn([sys.executable, "-m", "prefect", "worker", "start", "--pool", "canaryflow", "--limit", "2"],
-                       log_path=tmp_path / "worker.log", env=cli_env(prefect_server))
+                       log_path=tmp_path / "worker.log", env=cli_env(prefect_server, PREFECT_LOGGING_LEVEL="INFO"))
     yield proc
     procs.stop(proc, timeout=20)
 

@@ -4,6 +4,7 @@ counter as text (benchmarks/scale.py; the benchmark itself is not part of the su
 from __future__ import annotations
 
 import math
+import os
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -59,3 +60,17 @@ def test_cpu_times_are_busy_within_total_and_grow():
     busy, total = cpu_times()
     later_busy, later_total = cpu_times()
     assert 0 <= busy <= total and later_busy >= busy and later_total >= total
+
+
+def test_importing_the_benchmark_leaves_the_environment_alone():
+    """The tests import it for its pure parts; a log level set at import would reach every Prefect
+    worker a later test starts from this process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = "import os; before = dict(os.environ); import benchmarks.scale; print(dict(os.environ) == before)"
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_LOGGING")}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root, env=env)
+    assert out.stdout.strip() == "True"
