@@ -86,7 +86,13 @@ def test_a_rolled_back_release_emits_its_decisions_and_fires_the_automation(
     assert notification["environment"] == "production" and notification["reason"] == "high_error_rate"
     assert "checkout v3-errors rolled back in production: high_error_rate" in notification["text"]
 
-    recorded = wait_for(lambda: release_events(prefect_server.api_url, str(flow_run.id)), 30, "recorded events")
+    # The automation fires on the event as it arrives; the events API lists it once it is stored, a
+    # little later: wait for the whole sequence, up to the rollback, not for the first events stored.
+    def up_to_the_rollback() -> list[dict[str, Any]] | None:
+        seen = release_events(prefect_server.api_url, str(flow_run.id))
+        return seen if seen and seen[-1]["event"] == events.ROLLED_BACK else None
+
+    recorded = wait_for(up_to_the_rollback, 30, "recorded events up to the rollback")
     names = [e["event"] for e in recorded]
     assert names[0] == events.STARTED and events.STEP_ADVANCED in names and names[-1] == events.ROLLED_BACK
     assert events.PROMOTED not in names
