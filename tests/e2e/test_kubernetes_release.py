@@ -365,9 +365,9 @@ def test_sigkill_at_fifty_percent_is_restored_by_one_reconcile_after_the_lease(d
 
             with get_client(sync_client=True) as prefect:  # the killed run's lock slot would wait 60 s
                 prefect.delete_global_concurrency_limit_by_name(lock_name("checkout"))
-    deadline = time.monotonic() + 30
-    while controller_state(dataplane.stack)["canary"] is not None:  # the bridge follows the cluster
-        assert time.monotonic() < deadline
+    deadline = time.monotonic() + 90  # a margin for a loaded machine: the bridge follows the cluster
+    while controller_state(dataplane.stack)["canary"] is not None:
+        assert time.monotonic() < deadline, f"the data plane kept the canary: {controller_state(dataplane.stack)}"
         time.sleep(0.1)
     assert_local_on_stable(dataplane.stack)
     dataplane.counted(ROLLED_BACK.format("lease_expired"), rollbacks)
