@@ -6,6 +6,8 @@ names and numbers only, never from tokens, headers or kubeconfig contents.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 
 class CanaryflowError(Exception):
     """Base of every error canaryflow raises on purpose."""
@@ -56,3 +58,14 @@ class PreflightError(CanaryflowError):
 
 class ReleaseBlocked(CanaryflowError):
     """Another release of the same service holds the service's lock; nothing was changed."""
+
+
+def safe_url(url: str) -> str:
+    """The URL without any user:password part: what messages, logs and reprs may name."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return url

@@ -21,12 +21,12 @@ import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 from pydantic import SecretStr
 
-from canaryflow.errors import CanaryflowError
+from canaryflow.errors import CanaryflowError, safe_url
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +95,6 @@ class _BearerToken(httpx.Auth):
         return "_BearerToken(**********)"
 
 
-def _safe_url(url: str) -> str:
-    """The URL without any user:password part, for messages."""
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return url
-
-
 class GrafanaClient:
     """The parts of the Grafana HTTP API a release uses. Synchronous; close it (or use ``with``)."""
 
@@ -122,7 +111,7 @@ class GrafanaClient:
     ) -> None:
         if retries < 0:
             raise ValueError("retries must be >= 0")
-        self.url = _safe_url(url.rstrip("/"))
+        self.url = safe_url(url.rstrip("/"))
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 
 from canaryflow.assess.counts import SeriesKey, series_key
-from canaryflow.errors import MetricSourceError
+from canaryflow.errors import MetricSourceError, safe_url
 from canaryflow.judge import QueryResult
 
 #: Called after every query with (seconds, outcome) where outcome is success | failed | timeout.
@@ -100,7 +100,7 @@ class PrometheusSource:
         base = url.rstrip("/")
         # Messages name the server without the user and password a URL may carry (httpx sends them
         # as Basic auth): an error text ends up in logs, run states and artifacts.
-        self.url = str(httpx.URL(base).copy_with(userinfo=b""))
+        self.url = safe_url(base)
         self._client = httpx.Client(base_url=base, timeout=timeout, transport=transport)
         self._observer = observer
 

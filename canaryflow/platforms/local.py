@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from canaryflow.errors import PlatformError, RolloutStuck
+from canaryflow.errors import PlatformError, RolloutStuck, safe_url
 
 
 class LocalPlatform:
@@ -27,7 +27,7 @@ class LocalPlatform:
     ) -> None:
         base = controller_url.rstrip("/")
         # Messages name the controller without any user and password its URL carries.
-        self.controller_url = str(httpx.URL(base).copy_with(userinfo=b""))
+        self.controller_url = safe_url(base)
         self.service = service
         self._poll = poll_interval
         self._client = httpx.Client(base_url=f"{base}/-/services/{service}/", timeout=10, transport=transport)
